@@ -1,0 +1,64 @@
+"""The interface a hypervisor backend implements.
+
+The five built-in steps (``prepare-domain``, ``set-capabilities``, ``migrate``,
+``collect-qmp``, ``restore``) are backend-agnostic: they call these methods on
+``ctx.backend``.  A backend is contributed with
+:func:`~migflow.hookspecs.migflow_register_backends`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .legs import Leg
+
+__all__ = ["Backend"]
+
+
+class Backend:
+    """Base class for backends.  Methods raise :class:`migflow.errors.StepError` on failure."""
+
+    name = "base"
+
+    def __init__(self, source_uri: str, destination_uri: str):
+        self.source_uri = source_uri
+        self.destination_uri = destination_uri
+
+    # -- lifecycle ---------------------------------------------------------
+    def open(self) -> None:
+        """Connect to both hosts."""
+
+    def close(self) -> None:
+        """Release connections.  Must not raise."""
+
+    def host_info(self) -> dict:
+        """``{"source": {...versions}, "destination": {...}}`` (libvirt, hypervisor, kernel)."""
+        return {}
+
+    # -- steps ---------------------------------------------------------------
+    def prepare_domain(self, ctx: Any, domain: dict) -> dict:
+        """Find or create the domain on the source, wait until it runs.
+
+        Returns the domain's recorded configuration (no secrets), and stores in
+        ``ctx.state["original"]`` what restore needs.
+        """
+        raise NotImplementedError
+
+    def set_capabilities(self, ctx: Any, capabilities: dict, parameters: dict) -> dict:
+        """Apply migration capabilities/parameters; return what is really in force."""
+        raise NotImplementedError
+
+    def migrate(self, ctx: Any, leg: Leg, mode: Any, options: dict) -> None:
+        """Run one leg; return when it ended.  Set ``leg.final_stats`` when known.
+
+        Raise :class:`~migflow.errors.StepError` with the hypervisor's message on failure.
+        """
+        raise NotImplementedError
+
+    def poll(self, leg: Leg) -> dict | None:
+        """Current statistics of a running leg, QMP-shaped, or None when unavailable."""
+        return None
+
+    def restore(self, ctx: Any) -> dict:
+        """Put the domain back as found (after success or failure); return the end state."""
+        raise NotImplementedError

@@ -1,0 +1,179 @@
+"""Every hook migflow calls.  Plugins implement them with ``@migflow.hookimpl``.
+
+Hooks fall in three groups:
+
+* **contributions**, called once when the plugin manager is built: steps,
+  backends, modes, CLI commands, guest images, default hosts;
+* **host preparation and validation**, called before anything runs;
+* **observers**, called during a run: run started/finished, and for every
+  migration leg started / progress sample / finished.  Collectors (such as the
+  built-in ``collect-qmp`` step or a third-party host-CPU probe) subscribe here;
+  the migrate step itself knows nothing about statistics.
+
+pluggy calls implementations last-registered first.  Built-in plugins are
+registered before third-party ones, so a third-party ``firstresult`` hook
+(``migflow_default_hosts``, ``migflow_guest_image``) overrides the built-in.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pluggy
+
+PROJECT = "migflow"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+__all__ = ["PROJECT", "hookspec", "hookimpl"]
+
+
+# -- contributions ----------------------------------------------------------
+
+
+@hookspec
+def migflow_register_steps(register: Callable[..., None]) -> None:
+    """Contribute workflow steps.
+
+    Call ``register(StepSpec(...))`` once per step (:class:`migflow.registry.StepSpec`).
+    A step's ``options_schema`` is merged into the workflow schema, so a typo in
+    a step's option is caught by ``migflow validate`` before anything runs.
+
+    :param register: callback taking one :class:`~migflow.registry.StepSpec`.
+    """
+
+
+@hookspec
+def migflow_register_backends(register: Callable[..., None]) -> None:
+    """Contribute hypervisor backends.
+
+    Call ``register(BackendSpec(name, factory))``.  The factory is only called
+    when a workflow runs, so heavy imports belong inside it.
+
+    :param register: callback taking one :class:`~migflow.registry.BackendSpec`.
+    """
+
+
+@hookspec
+def migflow_register_modes(register: Callable[..., None]) -> None:
+    """Contribute migration modes (``managed-direct``, ``p2p``, ...).
+
+    Call ``register(ModeSpec(name, backend, flags=...))``.  A plugin can add a
+    mode in a few lines: a name, the backend it belongs to and its flags.
+
+    :param register: callback taking one :class:`~migflow.registry.ModeSpec`.
+    """
+
+
+@hookspec
+def migflow_register_commands(cli: Any) -> None:
+    """Add commands to the ``migflow`` command line.
+
+    :param cli: the root :class:`click.Group`; call ``cli.add_command(cmd)``.
+        Keep heavy imports inside the command's callback so ``migflow --help``
+        stays fast.
+    """
+
+
+@hookspec(firstresult=True)
+def migflow_default_hosts() -> Any:
+    """Return the :class:`~migflow.registry.HostPair` used when a workflow names no hosts.
+
+    firstresult: the first non-None answer wins.  The built-in lab plugin answers
+    with the embedded lab's two hosts.
+    """
+
+
+@hookspec(firstresult=True)
+def migflow_guest_image(workload: dict) -> Any:
+    """Return a :class:`~migflow.registry.GuestImage` for ``[domain.create.workload]``.
+
+    firstresult: the first non-None answer wins.  The built-in lab plugin builds
+    its memory-dirtying guest kernel (from source, with the machine's compiler).
+
+    :param workload: the workload table (``working_set_mib``, ``dirty_rate_mibs``,
+        ``pattern``, ...), with defaults applied.
+    """
+
+
+# -- host preparation and validation -----------------------------------------
+
+
+@hookspec
+def migflow_prepare_hosts(hosts: Any, echo: Callable[[str], None]) -> None:
+    """Make sure the hosts of a run are usable before the first run starts.
+
+    The lab plugin brings the lab up when ``hosts`` are its own and it is down,
+    and says so through ``echo``.  Raise :class:`migflow.errors.HostError` when
+    the hosts cannot be prepared.
+
+    :param hosts: the :class:`~migflow.registry.HostPair` of the workflow.
+    :param echo: prints one line for the user.
+    """
+
+
+@hookspec
+def migflow_validate_scenario(workflow: Any, scenario: Any) -> list:
+    """Check one scenario for combinations that cannot work.
+
+    Return a list of ``(json_path, message)`` pairs (empty when fine).  Called by
+    ``migflow validate`` and before ``migflow run`` for every scenario, after
+    each step's options passed its JSON Schema.
+
+    :param workflow: the :class:`~migflow.workflow.model.Workflow`.
+    :param scenario: the :class:`~migflow.workflow.model.Scenario` with resolved step options.
+    """
+
+
+# -- observers -----------------------------------------------------------------
+
+
+@hookspec
+def migflow_run_started(ctx: Any) -> None:
+    """A run (one scenario x repetition) is about to execute its first step.
+
+    :param ctx: the :class:`~migflow.context.RunContext`.
+    """
+
+
+@hookspec
+def migflow_run_finished(ctx: Any) -> None:
+    """A run ended (any status).  ``ctx.status`` and ``ctx.error`` are final.
+
+    :param ctx: the :class:`~migflow.context.RunContext`.
+    """
+
+
+@hookspec
+def migflow_leg_started(ctx: Any, leg: Any) -> None:
+    """A migration leg is starting (the backend is about to migrate).
+
+    :param ctx: the run context.
+    :param leg: the :class:`~migflow.legs.Leg` (number, source, destination, mode, flags).
+    """
+
+
+@hookspec
+def migflow_leg_progress(ctx: Any, leg: Any, sample: Any) -> None:
+    """A statistics sample of a running leg (polled, or one per iteration).
+
+    Called from the sampling thread: implementations must be quick and thread-safe.
+
+    :param ctx: the run context.
+    :param leg: the running :class:`~migflow.legs.Leg`.
+    :param sample: a :class:`~migflow.legs.Sample`.
+    """
+
+
+@hookspec
+def migflow_leg_finished(ctx: Any, leg: Any) -> None:
+    """A migration leg ended: ``leg.status``, ``leg.error``, ``leg.wall_ms`` and
+    ``leg.final_stats`` (QMP ``query-migrate`` shape, when the backend has them) are set.
+
+    Implementations may add measurements to ``leg.extra`` (a dict); the
+    ``collect-qmp`` step stores known keys (``guest_pause_ms``,
+    ``guest_dirty_rate_mibs``) in the ``migrations`` table.
+
+    :param ctx: the run context.
+    :param leg: the finished :class:`~migflow.legs.Leg`.
+    """

@@ -1,0 +1,102 @@
+"""What plugins contribute: steps, backends and migration modes.
+
+Plugins hand these to the ``register`` callback of the matching hook
+(see :mod:`migflow.hookspecs`).  Everything here is plain data so that
+``migflow plugins`` can list it and ``migflow validate`` can check a
+workflow without importing heavy libraries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+__all__ = ["StepSpec", "BackendSpec", "ModeSpec", "GuestImage", "HostPair"]
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A step a workflow can ``use``.
+
+    :param name: the name workflows write in ``use = "..."``.
+    :param run: ``run(ctx, options)`` executes the step for one run; raise to fail it.
+    :param options_schema: JSON Schema (draft 2020-12) for the step's options
+        (every key of the ``[[steps]]`` table except ``use``).  Unknown keys are
+        rejected unless the schema says otherwise.
+    :param always_run: run even after an earlier step failed, or on Ctrl-C/SIGTERM
+        (like ``restore``).
+    :param arm: optional ``arm(ctx, options)`` called for every step of the run
+        before the first step executes: a step that observes others (``collect-qmp``)
+        subscribes here.
+    :param description: one line for ``migflow plugins`` and the docs.
+    """
+
+    name: str
+    run: Callable[..., Any]
+    options_schema: dict = field(default_factory=lambda: {"type": "object", "additionalProperties": False})
+    always_run: bool = False
+    arm: Callable[..., Any] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A hypervisor backend.
+
+    :param name: what ``backend = "..."`` in a workflow selects.
+    :param factory: ``factory(source_uri, destination_uri)`` returns an object that
+        implements :class:`migflow.backend.Backend`.  Imported lazily: keep heavy
+        imports inside the factory.
+    :param description: one line.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """A migration mode, such as ``p2p`` or ``zstack``.
+
+    :param name: what ``mode = "..."`` in the migrate step selects.
+    :param backend: the backend this mode belongs to.
+    :param flags: the backend's flags this mode always sets (for libvirt: names
+        of ``VIR_MIGRATE_*`` flags without the prefix, lower case: ``live``, ``peer2peer`` ...).
+    :param destination: how the destination is addressed: ``"uri"`` (the libvirt
+        URI of the destination host) or ``"migrate-uri"`` (a hypervisor-level URI
+        such as ``tcp://HOST``, as ``virsh migrate --direct`` takes).
+    :param incompatible: option names (flags, capabilities) that cannot be used
+        with this mode, each mapped to the reason; rejected at validation time.
+    :param description: one line.
+    """
+
+    name: str
+    backend: str
+    flags: tuple[str, ...] = ()
+    destination: str = "uri"
+    incompatible: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class GuestImage:
+    """A bootable guest the backend can start for ``[domain.create]``.
+
+    :param kernel: path to a multiboot/ELF kernel booted with ``<os><kernel>``.
+    :param cmdline: kernel command line carrying the workload parameters.
+    :param heartbeat: True when the guest writes a heartbeat to its first serial port.
+    """
+
+    kernel: str
+    cmdline: str = ""
+    heartbeat: bool = False
+
+
+@dataclass(frozen=True)
+class HostPair:
+    """Source and destination URIs, with whether they are the embedded lab's."""
+
+    source: str
+    destination: str
+    lab: bool = False

@@ -1,0 +1,1 @@
+"""Workflow files: loading with positions, schema validation, matrix expansion."""
