@@ -1,0 +1,33 @@
+"""The results store: the only code in migflow that knows SQL.
+
+A run's records go to a spool file next to the database first
+(``<results>.spool/<run_id>.json``), then one short transaction per run moves
+them into DuckDB.  See docs/results.md for the tables and their units.
+
+DuckDB is imported only inside the functions that use it.
+"""
+
+from __future__ import annotations
+
+from .queries import check_read_only_sql, recent_runs, run_sql
+from .recorder import IngestResult, RunRecorder, sample_from_stats
+from .schema import SCHEMA_VERSION, TABLES
+from .store import IngestSummary, ingest_pending, ingest_spools, open_readonly, pending_runs
+from .values import redact_uri
+
+__all__ = [
+    "RunRecorder",
+    "IngestResult",
+    "IngestSummary",
+    "ingest_pending",
+    "ingest_spools",
+    "pending_runs",
+    "open_readonly",
+    "redact_uri",
+    "sample_from_stats",
+    "check_read_only_sql",
+    "run_sql",
+    "recent_runs",
+    "SCHEMA_VERSION",
+    "TABLES",
+]

@@ -1,0 +1,197 @@
+"""``RunRecorder``: collects one run's records in a spool file, then writes them
+to the results database when the run finishes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..legs import flatten_stats
+from .schema import RUN_STATUSES, STAT_COLUMNS, STEP_STATUSES
+from .spool import SPOOL_FORMAT, process_start, spool_path, write_spool
+from .store import ingest_spools
+from .values import normalize_row, redact_uri, to_timestamp
+
+__all__ = ["RunRecorder", "IngestResult", "sample_from_stats"]
+
+_FINAL = tuple(s for s in RUN_STATUSES if s != "running")
+
+
+@dataclass
+class IngestResult:
+    """Outcome of ``RunRecorder.finish``: whether the run reached the database, and what to tell the user."""
+
+    ingested: bool
+    message: str
+
+    def __bool__(self) -> bool:
+        return self.ingested
+
+
+def sample_from_stats(leg: int, ms: float, stats: dict, kind: str = "poll") -> dict:
+    """A ``samples`` row from QMP-shaped statistics (``{"status":..., "ram": {...}}``)."""
+    ram = (stats or {}).get("ram") or {}
+    return {
+        "leg": leg,
+        "ms": ms,
+        "kind": kind,
+        "status": stats.get("status"),
+        "transferred": ram.get("transferred"),
+        "remaining": ram.get("remaining"),
+        "total": ram.get("total"),
+        "mbps": ram.get("mbps"),
+        "dirty_pages_rate": ram.get("dirty-pages-rate"),
+        "iteration": ram.get("dirty-sync-count"),
+        "throttle": stats.get("cpu-throttle-percentage"),
+        "expected_downtime": stats.get("expected-downtime"),
+    }
+
+
+class RunRecorder:
+    """Records one run.  The spool file ``<results>.spool/<run_id>.json`` is
+    written at once (status ``running``) and rewritten atomically at every
+    :meth:`flush`; :meth:`finish` writes the run to DuckDB, or leaves the spool
+    for a later ingest when the database stays locked.
+
+    Row keys must be columns of their table (``ValueError`` otherwise; each
+    table but ``samples`` has an ``extra`` JSON column for anything else).
+
+    :param results_path: the DuckDB file (``results.duckdb``).
+    :param run: ``runs`` columns; ``run_id`` is required.
+    """
+
+    def __init__(self, results_path: str | os.PathLike, run: dict):
+        if not run.get("run_id"):
+            raise ValueError("RunRecorder: run['run_id'] is required")
+        from .. import __version__
+
+        self.results_path = Path(results_path)
+        self.run_id = str(run["run_id"])
+        self.path = spool_path(self.results_path, self.run_id)
+        base = {
+            "status": "running",
+            "pid": os.getpid(),
+            "hostname": socket.gethostname(),
+            "started_at": time.time(),
+            "migflow_version": __version__,
+        }
+        self._run = normalize_row("runs", {**base, **run, "run_id": self.run_id})
+        if self._run.get("status") != "running":
+            raise ValueError(f"RunRecorder: a new run has status 'running', not {self._run.get('status')!r}")
+        self._redact()
+        self._steps: dict[int, dict] = {}
+        self._legs: dict[int, dict] = {}
+        self._samples: dict[tuple, dict] = {}
+        self._finished: IngestResult | None = None
+        self._pid_start = process_start(os.getpid())
+        self.flush()
+
+    # -- building -----------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._finished is not None:
+            raise RuntimeError(f"run {self.run_id} is already finished")
+
+    def _redact(self) -> None:
+        for key in ("source_uri", "destination_uri"):
+            if self._run.get(key) is not None:
+                self._run[key] = redact_uri(self._run[key])
+
+    def set_run(self, **cols) -> None:
+        """Update ``runs`` columns (``host_versions={...}``, ``domain={...}``, ...)."""
+        self._check_open()
+        if "run_id" in cols and str(cols["run_id"]) != self.run_id:
+            raise ValueError("set_run: run_id cannot change")
+        self._run.update(normalize_row("runs", cols))
+        self._redact()
+
+    def add_step(self, row: dict) -> None:
+        """Add (or replace, by ``position``) a ``steps`` row."""
+        self._check_open()
+        row = normalize_row("steps", {k: v for k, v in row.items() if k != "run_id"})
+        if row.get("position") is None:
+            raise ValueError("steps: 'position' is required")
+        if row.get("status") is not None and row["status"] not in STEP_STATUSES:
+            raise ValueError(f"steps.status must be one of {', '.join(STEP_STATUSES)}, not {row['status']!r}")
+        self._steps[row["position"]] = {**self._steps.get(row["position"], {}), **row}
+
+    def add_leg(self, row: dict) -> None:
+        """Add or update (merge, by ``leg``) a ``migrations`` row.
+
+        A ``stats`` dict (QMP ``query-migrate`` shape) also fills the statistic
+        columns it contains (``ram.transferred`` -> ``ram_transferred``); values
+        given explicitly in the same call win.  Unknown statistics stay in ``stats``.
+        """
+        self._check_open()
+        row = {k: v for k, v in row.items() if k != "run_id"}
+        if row.get("leg") is None:
+            raise ValueError("migrations: 'leg' is required")
+        stats = row.get("stats")
+        if isinstance(stats, dict):
+            flat = flatten_stats(stats)
+            derived = {c: flat[c] for c in STAT_COLUMNS if c in flat and c not in row}
+            row = {**derived, **row}
+        row = normalize_row("migrations", row)
+        for key in ("source", "destination"):
+            if row.get(key) is not None:
+                row[key] = redact_uri(row[key])
+        self._legs[row["leg"]] = {**self._legs.get(row["leg"], {}), **row}
+
+    def add_samples(self, rows: list[dict]) -> None:
+        """Add ``samples`` rows (each with ``leg`` and ``ms``; ``kind`` defaults to ``poll``).
+        A row with the same (leg, ms, kind) as an earlier one replaces it."""
+        self._check_open()
+        for r in rows:
+            r = normalize_row("samples", {"kind": "poll", **{k: v for k, v in r.items() if k != "run_id"}})
+            if r.get("leg") is None or r.get("ms") is None:
+                raise ValueError("samples: 'leg' and 'ms' are required")
+            self._samples[(r["leg"], r["ms"], r["kind"])] = r
+
+    # -- persisting ---------------------------------------------------------
+    def _data(self) -> dict:
+        return {
+            "format": SPOOL_FORMAT,
+            "pid_start": self._pid_start,
+            "flushed_at": to_timestamp(time.time()),
+            "run": self._run,
+            "steps": [self._steps[k] for k in sorted(self._steps)],
+            "migrations": [self._legs[k] for k in sorted(self._legs)],
+            "samples": list(self._samples.values()),
+        }
+
+    def flush(self) -> None:
+        """Rewrite the spool file atomically (temp file, fsync, rename)."""
+        from ..errors import StoreError
+
+        try:
+            write_spool(self.path, self._data())
+        except OSError as exc:
+            raise StoreError(f"cannot write the run's spool file {self.path}: {exc}") from None
+
+    def finish(self, status: str, error: str | None = None, wait_s: float = 30.0) -> IngestResult:
+        """End the run: set status, error and ``ended_at``, flush, and write the
+        run (then any other pending spooled runs) to the database, retrying up
+        to ``wait_s`` seconds while it is locked.  Never raises for a locked or
+        unusable database: the spool stays and the result says so."""
+        if self._finished is not None:
+            return self._finished
+        if status not in _FINAL:
+            raise ValueError(f"finish: status must be one of {', '.join(_FINAL)}, not {status!r}")
+        self._run.update(normalize_row("runs", {"status": status, "error": error, "ended_at": time.time()}))
+        self.flush()
+        summary = ingest_spools(self.results_path, wait_s, first=self.path)
+        ok = self.run_id in summary.ingested
+        if ok:
+            msg = summary.message(self.results_path)
+        elif summary.lock is not None:
+            msg = (
+                f"{summary.lock.message}; the run is kept in {self.path.parent.name}/ "
+                f"and will be written later (migflow ingest)"
+            )
+        else:
+            err = summary.errors.get(self.run_id, "unknown error")
+            msg = f"run {self.run_id} could not be written to {self.results_path.name} ({err}); it is kept in {self.path.parent.name}/"
+        self._finished = IngestResult(ok, msg)
+        return self._finished

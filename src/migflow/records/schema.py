@@ -1,0 +1,186 @@
+"""The tables of the results database: one description drives the DDL, the
+value checks, the ingest and the documentation test.
+
+Every column is ``(name, SQL type, unit or meaning)``.  Timestamps are
+``TIMESTAMPTZ`` (an instant; shown in the session's ``TimeZone``).  Flags are
+``VARCHAR[]`` so ``list_contains(flags, 'live')`` works.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TABLES",
+    "PRIMARY_KEYS",
+    "STAT_COLUMNS",
+    "RUN_STATUSES",
+    "STEP_STATUSES",
+    "columns",
+    "column_types",
+    "ddl",
+    "ensure_schema",
+]
+
+#: bump when a table changes; ``ensure_schema`` then migrates older files.
+SCHEMA_VERSION = 1
+
+RUN_STATUSES = ("running", "completed", "failed", "interrupted", "lost", "abandoned")
+STEP_STATUSES = ("completed", "failed", "skipped", "interrupted")
+
+_RUNS = [
+    ("run_id", "VARCHAR", "unique id of the run"),
+    ("workflow", "VARCHAR", "workflow name"),
+    ("workflow_file", "VARCHAR", "path of the workflow file"),
+    ("scenario", "VARCHAR", "scenario label (one combination of the matrix)"),
+    ("params", "JSON", "the scenario's matrix parameters"),
+    ("repetition", "INTEGER", "repetition number of this scenario"),
+    ("plan_index", "INTEGER", "position of the run in the plan"),
+    ("backend", "VARCHAR", "backend name (libvirt, ...)"),
+    ("source_uri", "VARCHAR", "source host URI, secrets redacted"),
+    ("destination_uri", "VARCHAR", "destination host URI, secrets redacted"),
+    ("host_versions", "JSON", "software versions of the hosts (libvirt, QEMU, kernel)"),
+    ("domain", "JSON", "the domain under test as configured, without secrets"),
+    ("started_at", "TIMESTAMPTZ", "start of the run"),
+    ("ended_at", "TIMESTAMPTZ", "end of the run (NULL while running)"),
+    ("status", "VARCHAR", "running, completed, failed, interrupted, lost, abandoned"),
+    ("error", "VARCHAR", "why the run did not complete"),
+    ("migflow_version", "VARCHAR", "migflow version that recorded the run"),
+    ("pid", "INTEGER", "process id of the migflow process"),
+    ("hostname", "VARCHAR", "host the migflow process ran on"),
+    ("extra", "JSON", "anything else a plugin records about the run"),
+]
+
+_STEPS = [
+    ("run_id", "VARCHAR", "the run"),
+    ("position", "INTEGER", "position of the step in the workflow (from 0)"),
+    ("step", "VARCHAR", "step name (prepare-domain, migrate, ...)"),
+    ("status", "VARCHAR", "completed, failed, skipped, interrupted"),
+    ("started_at", "TIMESTAMPTZ", "start of the step"),
+    ("duration_ms", "DOUBLE", "ms"),
+    ("error", "VARCHAR", "why the step failed"),
+    ("result", "JSON", "what the step returned"),
+]
+
+#: QMP ``query-migrate`` statistics: (column, type, unit).  Column = QMP field
+#: with ``-`` and ``.`` written ``_`` (``migflow.legs.flatten_stats``).
+_STATS = [
+    ("setup_time", "BIGINT", "ms"),
+    ("downtime", "BIGINT", "ms"),
+    ("total_time", "BIGINT", "ms"),
+    ("expected_downtime", "BIGINT", "ms"),
+    ("ram_total", "BIGINT", "bytes"),
+    ("ram_transferred", "BIGINT", "bytes"),
+    ("ram_remaining", "BIGINT", "bytes"),
+    ("ram_mbps", "DOUBLE", "Mbit/s"),
+    ("ram_duplicate", "BIGINT", "pages"),
+    ("ram_skipped", "BIGINT", "pages"),
+    ("ram_normal", "BIGINT", "pages"),
+    ("ram_normal_bytes", "BIGINT", "bytes"),
+    ("ram_dirty_sync_count", "BIGINT", "iterations"),
+    ("ram_page_size", "BIGINT", "bytes"),
+    ("ram_postcopy_requests", "BIGINT", "requests"),
+    ("ram_dirty_pages_rate", "DOUBLE", "pages/s"),
+    ("xbzrle_cache_cache_size", "BIGINT", "bytes"),
+    ("xbzrle_cache_bytes", "BIGINT", "bytes"),
+    ("xbzrle_cache_pages", "BIGINT", "pages"),
+    ("xbzrle_cache_cache_miss", "BIGINT", "pages"),
+    ("xbzrle_cache_cache_miss_rate", "DOUBLE", "ratio"),
+    ("xbzrle_cache_encoding_rate", "DOUBLE", "ratio"),
+    ("xbzrle_cache_overflow", "BIGINT", "pages"),
+    ("cpu_throttle_percentage", "INTEGER", "percent"),
+]
+STAT_COLUMNS = tuple(c for c, _, _ in _STATS)
+
+_MIGRATIONS = [
+    ("run_id", "VARCHAR", "the run"),
+    ("leg", "INTEGER", "leg number within the run (from 1; a round trip has 2)"),
+    ("source", "VARCHAR", "source host (URI redacted or name)"),
+    ("destination", "VARCHAR", "destination host (URI redacted or name)"),
+    ("mode", "VARCHAR", "migration mode (managed-direct, p2p, ...)"),
+    ("flags", "VARCHAR[]", "migration flags"),
+    ("started_at", "TIMESTAMPTZ", "start of the leg (client clock)"),
+    ("ended_at", "TIMESTAMPTZ", "end of the leg (client clock)"),
+    ("wall_ms", "DOUBLE", "ms, client wall time like `time virsh migrate`"),
+    ("status", "VARCHAR", "completed, failed, interrupted, lost"),
+    ("error", "VARCHAR", "why the leg failed"),
+    *_STATS,
+    ("guest_pause_ms", "DOUBLE", "ms, pause observed inside the guest"),
+    ("guest_dirty_rate_mibs", "DOUBLE", "MiB/s, guest dirty rate"),
+    ("stats", "JSON", "the raw final statistics (QMP shape), nothing dropped"),
+    ("extra", "JSON", "anything else a plugin records about the leg"),
+]
+
+_SAMPLES = [
+    ("run_id", "VARCHAR", "the run"),
+    ("leg", "INTEGER", "leg number"),
+    ("ms", "DOUBLE", "ms since the leg started (client clock)"),
+    ("kind", "VARCHAR", "poll (periodic) or iteration (a new pass over RAM began)"),
+    ("status", "VARCHAR", "QMP migration status (active, completed, ...)"),
+    ("transferred", "BIGINT", "bytes, ram.transferred"),
+    ("remaining", "BIGINT", "bytes, ram.remaining"),
+    ("total", "BIGINT", "bytes, ram.total"),
+    ("mbps", "DOUBLE", "Mbit/s, ram.mbps"),
+    ("dirty_pages_rate", "DOUBLE", "pages/s, ram.dirty-pages-rate"),
+    ("iteration", "BIGINT", "ram.dirty-sync-count"),
+    ("throttle", "INTEGER", "percent, cpu-throttle-percentage"),
+    ("expected_downtime", "BIGINT", "ms, expected-downtime"),
+]
+
+_SCHEMA_VERSION = [
+    ("version", "INTEGER", "schema version"),
+    ("applied_at", "TIMESTAMPTZ", "when this version was applied"),
+    ("migflow_version", "VARCHAR", "migflow version that applied it"),
+]
+
+#: table -> [(column, type, unit/meaning)], in column order.
+TABLES: dict[str, list[tuple[str, str, str]]] = {
+    "runs": _RUNS,
+    "steps": _STEPS,
+    "migrations": _MIGRATIONS,
+    "samples": _SAMPLES,
+    "schema_version": _SCHEMA_VERSION,
+}
+
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    "runs": ("run_id",),
+    "steps": ("run_id", "position"),
+    "migrations": ("run_id", "leg"),
+    "samples": ("run_id", "leg", "ms", "kind"),
+    "schema_version": ("version",),
+}
+
+
+def columns(table: str) -> list[str]:
+    return [c for c, _, _ in TABLES[table]]
+
+
+def column_types(table: str) -> dict[str, str]:
+    return {c: t for c, t, _ in TABLES[table]}
+
+
+def ddl(table: str) -> str:
+    cols = [f"    {c} {t}" for c, t, _ in TABLES[table]]
+    cols.append(f"    PRIMARY KEY ({', '.join(PRIMARY_KEYS[table])})")
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(cols) + "\n)"
+
+
+def ensure_schema(con) -> None:
+    """Create missing tables; refuse a file written by a newer migflow."""
+    from .. import __version__
+    from ..errors import StoreError
+
+    for table in TABLES:
+        con.execute(ddl(table))
+    row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    current = row[0] if row else None
+    if current is None:
+        con.execute(
+            "INSERT INTO schema_version VALUES (?, now(), ?) ON CONFLICT DO NOTHING",
+            [SCHEMA_VERSION, __version__],
+        )
+    elif current > SCHEMA_VERSION:
+        raise StoreError(
+            f"the results database has schema version {current}, newer than this migflow understands ({SCHEMA_VERSION})",
+            hint="upgrade migflow, or write to another file with --results",
+        )
+    # current < SCHEMA_VERSION: future migrations go here, one step per version.

@@ -1,0 +1,109 @@
+"""Spool files: a run's records on disk before (and until) they reach DuckDB.
+
+``<results>.spool/<run_id>.json`` is rewritten whole at every flush: written to
+a temporary file in the same directory, fsynced, renamed over the old one, and
+the directory fsynced, so a crash leaves either the previous or the new
+version, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+from pathlib import Path
+
+__all__ = [
+    "spool_dir",
+    "spool_path",
+    "write_spool",
+    "read_spool",
+    "list_spools",
+    "process_start",
+    "pid_alive",
+    "SPOOL_FORMAT",
+]
+
+SPOOL_FORMAT = "migflow-spool/1"
+
+
+def spool_dir(results_path: str | os.PathLike) -> Path:
+    return Path(str(results_path) + ".spool")
+
+
+def _safe_name(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(run_id)) or "_"
+
+
+def spool_path(results_path: str | os.PathLike, run_id: str) -> Path:
+    return spool_dir(results_path) / f"{_safe_name(run_id)}.json"
+
+
+def write_spool(path: Path, data: dict) -> None:
+    """Atomically replace ``path`` with ``data`` as JSON (temp + fsync + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    payload = json.dumps(data, default=str, separators=(",", ":")).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(payload)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # some filesystems refuse fsync on a directory
+        pass
+
+
+def read_spool(path: Path) -> dict:
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or data.get("format") != SPOOL_FORMAT:
+        raise ValueError(f"{path}: not a migflow spool file (format {data.get('format')!r})")
+    return data
+
+
+def list_spools(results_path: str | os.PathLike) -> list[Path]:
+    d = spool_dir(results_path)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.glob("*.json") if not p.name.startswith("."))
+
+
+def process_start(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (Linux), to tell a reused PID apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid_alive(pid: int | None, hostname: str | None, start: int | None = None) -> bool | None:
+    """True/False when it can be told on this host; None when the run was recorded elsewhere."""
+    if hostname and hostname != socket.gethostname():
+        return None
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    except (OverflowError, ValueError):
+        return False
+    if start is not None:
+        now = process_start(int(pid))
+        if now is not None and now != start:
+            return False  # the PID was reused by another process
+    return True

@@ -1,0 +1,277 @@
+"""Connections to the results database and the ingest of spool files.
+
+Writers hold the file only for one short transaction per run; while another
+process holds it (a migflow run, or an analyst's ``duckdb -readonly``), they
+retry until their time budget is spent and otherwise leave the spool in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import StoreError
+from .schema import TABLES, ensure_schema
+from .spool import list_spools, pid_alive, read_spool, spool_dir
+from .values import redact_uri, to_timestamp
+
+__all__ = ["IngestSummary", "DatabaseLocked", "open_readonly", "connect_writer", "ingest_spools", "ingest_pending", "pending_runs"]
+
+_PID_RE = re.compile(r"\(PID (\d+)\)")
+
+
+class DatabaseLocked(StoreError):
+    """Another process holds the database file."""
+
+    def __init__(self, path, pid: int | None, detail: str):
+        self.path, self.pid, self.detail = str(path), pid, detail
+        who = f"PID {pid}" if pid else "another process"
+        if pid == os.getpid():
+            who = "this process (another connection with a different read_only setting)"
+        super().__init__(f"{Path(path).name} is locked by {who}")
+
+
+def _lock_pid(exc: Exception) -> tuple[bool, int | None]:
+    """(is a lock conflict, PID holding it when DuckDB says)."""
+    msg = str(exc)
+    if "Could not set lock on file" in msg:
+        m = _PID_RE.search(msg)
+        return True, int(m.group(1)) if m else None
+    if "different configuration" in msg:  # same process, other read_only setting
+        return True, os.getpid()
+    return False, None
+
+
+def _connect(path, *, read_only: bool, wait_s: float):
+    import duckdb
+
+    deadline = time.monotonic() + max(0.0, wait_s)
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as exc:
+            locked, pid = _lock_pid(exc)
+            if not locked:
+                raise StoreError(f"cannot open {path}: {exc}") from None
+            if time.monotonic() + delay > deadline:
+                raise DatabaseLocked(path, pid, str(exc)) from None
+            time.sleep(delay * random.uniform(0.7, 1.3))
+            delay = min(delay * 2, 0.5)
+
+
+def open_readonly(results_path, wait_s: float = 3.0):
+    """A read-only DuckDB connection to the results (close it when done).
+
+    :raises StoreError: the file does not exist, or a writer holds it past ``wait_s``
+        (the message names the PID when DuckDB reports it).
+    """
+    path = Path(results_path)
+    if not path.exists():
+        n = len(list_spools(path))
+        hint = (
+            f"{n} run{'s are' if n != 1 else ' is'} waiting in {spool_dir(path).name}/: run `migflow ingest`"
+            if n
+            else "run a workflow first (migflow run WORKFLOW), or pass --results PATH"
+        )
+        raise StoreError(f"no results database at {path}", hint=hint)
+    try:
+        return _connect(path, read_only=True, wait_s=wait_s)
+    except DatabaseLocked as exc:
+        raise StoreError(f"{exc.message} (it is being written); try again in a moment", hint=exc.detail) from None
+
+
+def connect_writer(results_path, wait_s: float):
+    """A read-write connection with the schema in place; raises ``DatabaseLocked``."""
+    path = Path(results_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = _connect(path, read_only=False, wait_s=wait_s)
+    try:
+        ensure_schema(con)
+    except Exception:
+        con.close()
+        raise
+    return con
+
+
+# -- ingest -----------------------------------------------------------------
+
+_CAST = {
+    "VARCHAR": ("VARCHAR[]", ""),
+    "INTEGER": ("BIGINT[]", ""),
+    "BIGINT": ("BIGINT[]", ""),
+    "DOUBLE": ("DOUBLE[]", ""),
+    "JSON": ("VARCHAR[]", "::JSON"),
+    "TIMESTAMPTZ": ("VARCHAR[]", "::TIMESTAMPTZ"),
+    "VARCHAR[]": ("VARCHAR[][]", ""),
+}
+
+
+def _insert(con, table: str, rows: list[dict]) -> None:
+    """Insert rows column-wise (one statement, fast for thousands of samples)."""
+    if not rows:
+        return
+    spec = TABLES[table]
+    exprs, params = [], []
+    for col, typ, _ in spec:
+        list_type, post = _CAST[typ]
+        exprs.append(f"unnest(?::{list_type}){post}")
+        values = [r.get(col) for r in rows]
+        if typ == "JSON":
+            values = [None if v is None else json.dumps(v) for v in values]
+        params.append(values)
+    names = ", ".join(c for c, _, _ in spec)
+    con.execute(f"INSERT INTO {table} ({names}) SELECT {', '.join(exprs)}", params)
+
+
+def _write_run(con, data: dict) -> None:
+    run = dict(data["run"])
+    run_id = run["run_id"]
+    for key in ("source_uri", "destination_uri"):
+        run[key] = redact_uri(run.get(key))
+    legs = [dict(m, run_id=run_id) for m in data.get("migrations", [])]
+    for leg in legs:
+        leg["source"] = redact_uri(leg.get("source"))
+        leg["destination"] = redact_uri(leg.get("destination"))
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in ("samples", "migrations", "steps", "runs"):
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
+        _insert(con, "runs", [run])
+        _insert(con, "steps", [dict(s, run_id=run_id) for s in data.get("steps", [])])
+        _insert(con, "migrations", legs)
+        _insert(con, "samples", [dict(s, run_id=run_id) for s in data.get("samples", [])])
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except Exception:
+            pass
+        raise
+
+
+def _reconcile(data: dict, path: Path) -> str:
+    """Decide what to do with a spool: 'ingest', or 'in-progress' (leave it).
+
+    A run still marked ``running`` whose process is gone on this host becomes
+    ``abandoned`` (the data are changed in place before ingest).
+    """
+    run = data["run"]
+    if run.get("status") != "running":
+        return "ingest"
+    alive = pid_alive(run.get("pid"), run.get("hostname"), data.get("pid_start"))
+    if alive is False:
+        run["status"] = "abandoned"
+        run["error"] = run.get("error") or f"migflow process {run.get('pid')} ended while the run was in progress"
+        if not run.get("ended_at"):
+            run["ended_at"] = data.get("flushed_at") or to_timestamp(path.stat().st_mtime)
+        return "ingest"
+    return "in-progress"  # alive here, or recorded on another host
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did.  ``pending`` = could not be written yet (locked, or an error)."""
+
+    ingested: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    in_progress: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+    lock: DatabaseLocked | None = None
+
+    def message(self, results_path) -> str:
+        name = Path(results_path).name
+        parts = [f"{len(self.ingested)} run{'s' if len(self.ingested) != 1 else ''} written to {name}"]
+        if self.lock is not None:
+            parts.append(
+                f"{self.lock.message}; {len(self.pending)} run{'s are' if len(self.pending) != 1 else ' is'} kept in "
+                f"{spool_dir(results_path).name}/ and will be written later (migflow ingest)"
+            )
+        for run_id, err in self.errors.items():
+            parts.append(f"run {run_id} could not be written ({err}); its spool file is kept")
+        if self.in_progress:
+            parts.append(f"{len(self.in_progress)} run{'s' if len(self.in_progress) != 1 else ''} still in progress")
+        return "; ".join(parts)
+
+
+def ingest_spools(results_path, wait_s: float = 10.0, *, first: Path | None = None) -> IngestSummary:
+    """Move every ready spool into the database, one transaction per run.
+
+    ``first`` (a spool path) is written before the others.  Never raises for a
+    locked database: the runs stay spooled and are listed in ``pending``.
+    """
+    summary = IngestSummary()
+    paths = list_spools(results_path)
+    if first is not None:
+        paths = [first] + [p for p in paths if p != first]
+    ready: list[tuple[Path, dict]] = []
+    for p in paths:
+        try:
+            data = read_spool(p)
+        except FileNotFoundError:
+            continue  # ingested meanwhile by another process
+        except (OSError, ValueError) as exc:
+            summary.errors[p.stem] = str(exc)
+            summary.pending.append(p.stem)
+            continue
+        if _reconcile(data, p) == "in-progress":
+            summary.in_progress.append(data["run"]["run_id"])
+        else:
+            ready.append((p, data))
+    if not ready:
+        return summary
+    try:
+        con = connect_writer(results_path, wait_s)
+    except DatabaseLocked as exc:
+        summary.lock = exc
+        summary.pending.extend(d["run"]["run_id"] for _, d in ready)
+        return summary
+    except StoreError as exc:
+        for _, d in ready:
+            summary.errors[d["run"]["run_id"]] = exc.message
+            summary.pending.append(d["run"]["run_id"])
+        return summary
+    try:
+        import duckdb
+
+        for p, data in ready:
+            run_id = data["run"]["run_id"]
+            try:
+                _write_run(con, data)
+            except duckdb.Error as exc:
+                summary.errors[run_id] = str(exc).splitlines()[0]
+                summary.pending.append(run_id)
+                continue
+            p.unlink(missing_ok=True)  # only after the commit
+            summary.ingested.append(run_id)
+    finally:
+        con.close()
+    return summary
+
+
+def ingest_pending(results_path, wait_s: float = 10.0) -> tuple[int, int]:
+    """Ingest spooled runs.  Returns (runs ingested, runs still pending, in-progress ones included)."""
+    s = ingest_spools(results_path, wait_s)
+    return len(s.ingested), len(s.pending) + len(s.in_progress)
+
+
+def pending_runs(results_path) -> list[dict]:
+    """Spooled runs not in the database yet: ``{run_id, status, pid, in_progress}`` each."""
+    out = []
+    for p in list_spools(results_path):
+        try:
+            data = read_spool(p)
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            out.append({"run_id": p.stem, "status": None, "pid": None, "in_progress": False})
+            continue
+        run = data["run"]
+        in_progress = run.get("status") == "running" and pid_alive(run.get("pid"), run.get("hostname"), data.get("pid_start")) is not False
+        out.append({"run_id": run.get("run_id"), "status": run.get("status"), "pid": run.get("pid"), "in_progress": in_progress})
+    return out
