@@ -1,1 +1,52 @@
-"""Built-in migflow plugin: lab."""
+"""Built-in migflow plugin: the embedded two-host lab.
+
+Contributes the ``migflow lab`` commands, the ``shape-link`` step, the default
+hosts (the lab's two libvirt daemons) and brings the lab up before a run that
+uses it.  The machinery lives in :mod:`migflow_lab.hosts`; heavy imports
+(libvirt) happen only inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+from migflow.hookspecs import hookimpl
+
+__all__ = [
+    "migflow_register_commands",
+    "migflow_default_hosts",
+    "migflow_prepare_hosts",
+    "migflow_register_steps",
+]
+
+
+@hookimpl
+def migflow_register_commands(cli) -> None:
+    from .cli import lab_group
+
+    cli.add_command(lab_group)
+
+
+@hookimpl
+def migflow_default_hosts():
+    from .hosts import lab_host_pair
+
+    return lab_host_pair()
+
+
+@hookimpl
+def migflow_prepare_hosts(hosts, echo) -> None:
+    from . import hosts as lab
+
+    uris = (getattr(hosts, "source", None), getattr(hosts, "destination", None))
+    if not any(lab.is_lab_uri(u) for u in uris):
+        return
+    if lab.is_up():
+        return
+    echo("the lab is down; bringing it up (migflow lab up)")
+    lab.up(echo=echo)
+
+
+@hookimpl
+def migflow_register_steps(register) -> None:
+    from .steps import shape_link_step
+
+    register(shape_link_step())
