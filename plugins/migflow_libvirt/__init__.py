@@ -1,1 +1,54 @@
-"""Built-in migflow plugin: libvirt."""
+"""Built-in plugin: the libvirt backend and the migration modes of the seed write-up.
+
+Modes (``mode = "..."`` in the migrate step):
+
+================  =============================================  ===========================
+mode              libvirt flags                                   virsh equivalent
+================  =============================================  ===========================
+managed-direct    live                                            ``virsh migrate DOM URI``
+p2p               live, peer2peer                                 ``--p2p``
+p2p-tunnelled     live, peer2peer, tunnelled                      ``--p2p --tunnelled``
+unmanaged-direct  live, direct (to ``tcp://HOST``)                ``--direct``
+zstack            live, peer2peer, undefinesource, persistent     ZStack's default
+================  =============================================  ===========================
+"""
+
+from __future__ import annotations
+
+from migflow.hookspecs import hookimpl
+from migflow.registry import BackendSpec, ModeSpec
+
+__all__ = ["migflow_register_backends", "migflow_register_modes", "MODES"]
+
+_TUNNEL_LIMITS = {
+    "postcopy": "libvirt cannot tunnel post-copy migration through libvirtd",
+    "capability:postcopy-ram": "libvirt cannot tunnel post-copy migration through libvirtd",
+    "parallel": "multifd (parallel) connections cannot be tunnelled",
+    "capability:multifd": "multifd (parallel) connections cannot be tunnelled",
+    "tls": "a tunnelled stream is protected by the libvirt connection, not by QEMU TLS",
+}
+
+MODES = (
+    ModeSpec("managed-direct", "libvirt", ("live",), description="the client drives both hosts (plain `virsh migrate DOM URI`)"),
+    ModeSpec("p2p", "libvirt", ("live", "peer2peer"), description="the source libvirtd drives the migration (`--p2p`)"),
+    ModeSpec("p2p-tunnelled", "libvirt", ("live", "peer2peer", "tunnelled"), incompatible=_TUNNEL_LIMITS, description="p2p with the data tunnelled through libvirtd (`--p2p --tunnelled`)"),
+    ModeSpec("unmanaged-direct", "libvirt", ("live", "direct"), destination="migrate-uri", description="hypervisor-managed direct migration (`--direct tcp://HOST`); QEMU does not support it"),
+    ModeSpec("zstack", "libvirt", ("live", "peer2peer", "undefinesource", "persistent"), description="ZStack's default (`--live --p2p --undefinesource --persistent`)"),
+)
+
+
+def _factory(source_uri: str, destination_uri: str):
+    from .backend import LibvirtBackend  # libvirt is imported only when a workflow runs
+
+    return LibvirtBackend(source_uri, destination_uri)
+
+
+@hookimpl
+def migflow_register_backends(register):
+    register(BackendSpec("libvirt", _factory, description="libvirt hosts over qemu+tcp/tls/ssh URIs (QEMU/KVM)"))
+
+
+@hookimpl
+def migflow_register_modes(register):
+    for mode in MODES:
+        register(mode)

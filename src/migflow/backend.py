@@ -36,7 +36,7 @@ class Backend:
         return {}
 
     # -- steps ---------------------------------------------------------------
-    def prepare_domain(self, ctx: Any, domain: dict) -> dict:
+    def prepare_domain(self, ctx: Any, domain: dict, options: dict) -> dict:
         """Find or create the domain on the source, wait until it runs.
 
         Returns the domain's recorded configuration (no secrets), and stores in
@@ -55,10 +55,16 @@ class Backend:
         """
         raise NotImplementedError
 
+    def abort(self, leg: Leg) -> None:
+        """Abort the running job of ``leg`` (Ctrl-C, timeouts).  Best effort."""
+
     def poll(self, leg: Leg) -> dict | None:
         """Current statistics of a running leg, QMP-shaped, or None when unavailable."""
         return None
 
-    def restore(self, ctx: Any) -> dict:
-        """Put the domain back as found (after success or failure); return the end state."""
+    def restore(self, ctx: Any, options: dict) -> dict:
+        """Put the domain back as found (after success or failure); return the end state.
+
+        Return ``{"lost": True, "message": ...}`` when the domain runs on neither host.
+        """
         raise NotImplementedError

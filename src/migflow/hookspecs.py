@@ -113,7 +113,7 @@ def migflow_prepare_hosts(hosts: Any, echo: Callable[[str], None]) -> None:
 
 
 @hookspec
-def migflow_validate_scenario(workflow: Any, scenario: Any) -> list:
+def migflow_validate_scenario(workflow: Any, scenario: Any, plugins: Any) -> list:
     """Check one scenario for combinations that cannot work.
 
     Return a list of ``(json_path, message)`` pairs (empty when fine).  Called by
@@ -122,6 +122,7 @@ def migflow_validate_scenario(workflow: Any, scenario: Any) -> list:
 
     :param workflow: the :class:`~migflow.workflow.model.Workflow`.
     :param scenario: the :class:`~migflow.workflow.model.Scenario` with resolved step options.
+    :param plugins: the :class:`~migflow.plugins.Plugins` (registered steps, modes, backends).
     """
 
 

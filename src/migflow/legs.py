@@ -62,8 +62,13 @@ class Leg:
     def elapsed_ms(self) -> float:
         return (time.monotonic() - self.started_mono) * 1000.0
 
+    def stop_clock(self) -> None:
+        """The client call returned: fix the client wall time."""
+        if self.wall_ms is None:
+            self.wall_ms = self.elapsed_ms()
+
     def finish(self, status: str, error: str | None = None) -> None:
-        self.wall_ms = self.elapsed_ms()
+        self.stop_clock()
         self.ended_at = time.time()
         self.status = status
         self.error = error

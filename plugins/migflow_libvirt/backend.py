@@ -1,0 +1,565 @@
+"""The libvirt backend: connections to two hosts, domains, migration legs, statistics.
+
+Statistics are read on the source (the destination's view is incomplete):
+``dom.jobStats()`` while a leg runs, and the ``JOB_COMPLETED`` event's
+statistics when it ends (the source QEMU exits after a completed migration,
+so ``query-migrate`` can no longer be asked).  Both are translated to QMP names
+and units by :mod:`.stats`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import threading
+import time
+import uuid as uuidlib
+from urllib.parse import urlsplit
+
+import libvirt
+
+from migflow.backend import Backend
+from migflow.errors import HostError, StepError
+
+from .domain_xml import METADATA_NS, domain_xml
+from .events import ensure_event_loop
+from .stats import to_qmp
+
+__all__ = ["LibvirtBackend", "FLAG_BITS", "SERIAL_DIR"]
+
+FLAG_BITS = {
+    "live": libvirt.VIR_MIGRATE_LIVE,
+    "peer2peer": libvirt.VIR_MIGRATE_PEER2PEER,
+    "tunnelled": libvirt.VIR_MIGRATE_TUNNELLED,
+    "direct": 0,  # no flag: direct means "not peer2peer, to a hypervisor URI"
+    "persistent": libvirt.VIR_MIGRATE_PERSIST_DEST,
+    "undefinesource": libvirt.VIR_MIGRATE_UNDEFINE_SOURCE,
+    "paused": libvirt.VIR_MIGRATE_PAUSED,
+    "compressed": libvirt.VIR_MIGRATE_COMPRESSED,
+    "auto-converge": libvirt.VIR_MIGRATE_AUTO_CONVERGE,
+    "postcopy": libvirt.VIR_MIGRATE_POSTCOPY,
+    "tls": libvirt.VIR_MIGRATE_TLS,
+    "abort-on-error": libvirt.VIR_MIGRATE_ABORT_ON_ERROR,
+    "unsafe": libvirt.VIR_MIGRATE_UNSAFE,
+    "parallel": libvirt.VIR_MIGRATE_PARALLEL,
+}
+
+#: QMP capability -> (libvirt flag, compression method or None)
+CAPABILITY_FLAGS = {
+    "xbzrle": ("compressed", "xbzrle"),
+    "compress": ("compressed", "mt"),
+    "auto-converge": ("auto-converge", None),
+    "postcopy-ram": ("postcopy", None),
+    "multifd": ("parallel", None),
+}
+#: QMP parameter -> libvirt typed migration parameter
+PARAMETER_NAMES = {
+    "xbzrle-cache-size": libvirt.VIR_MIGRATE_PARAM_COMPRESSION_XBZRLE_CACHE,
+    "compress-level": libvirt.VIR_MIGRATE_PARAM_COMPRESSION_MT_LEVEL,
+    "compress-threads": libvirt.VIR_MIGRATE_PARAM_COMPRESSION_MT_THREADS,
+    "decompress-threads": libvirt.VIR_MIGRATE_PARAM_COMPRESSION_MT_DTHREADS,
+    "cpu-throttle-initial": libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL,
+    "cpu-throttle-increment": libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT,
+    "multifd-channels": libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS,
+}
+
+#: where created lab guests write their heartbeat (shared by both lab hosts)
+SERIAL_DIR = "/var/tmp/migflow/serial"
+
+_STATE_NAMES = {
+    libvirt.VIR_DOMAIN_NOSTATE: "nostate",
+    libvirt.VIR_DOMAIN_RUNNING: "running",
+    libvirt.VIR_DOMAIN_BLOCKED: "blocked",
+    libvirt.VIR_DOMAIN_PAUSED: "paused",
+    libvirt.VIR_DOMAIN_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_SHUTOFF: "shutoff",
+    libvirt.VIR_DOMAIN_CRASHED: "crashed",
+    libvirt.VIR_DOMAIN_PMSUSPENDED: "pmsuspended",
+}
+
+
+def _version(v: int) -> str:
+    return f"{v // 1000000}.{(v // 1000) % 1000}.{v % 1000}"
+
+
+def _msg(exc: libvirt.libvirtError) -> str:
+    return (exc.get_error_message() or str(exc)).strip()
+
+
+def _redact(uri: str) -> str:
+    from migflow.records import redact_uri
+
+    return redact_uri(uri)
+
+
+class LibvirtBackend(Backend):
+    name = "libvirt"
+
+    def __init__(self, source_uri: str, destination_uri: str):
+        super().__init__(source_uri, destination_uri)
+        self.conns: dict[str, libvirt.virConnect] = {}
+
+    # -- connections -------------------------------------------------------------
+    def open(self) -> None:
+        ensure_event_loop()
+        for uri in (self.source_uri, self.destination_uri):
+            self.conns[uri] = self._connect(uri)
+
+    def _connect(self, uri: str) -> libvirt.virConnect:
+        try:
+            conn = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            raise HostError(
+                f"cannot connect to {_redact(uri)}: {_msg(exc)}",
+                hint="is libvirtd running and listening there? For the embedded lab: migflow lab status",
+            ) from None
+        try:
+            conn.setKeepAlive(5, 3)
+        except libvirt.libvirtError:
+            pass
+        return conn
+
+    def conn(self, uri: str) -> libvirt.virConnect:
+        """The connection to ``uri``, reopened when it died (a restarted daemon)."""
+        conn = self.conns.get(uri)
+        try:
+            if conn is not None and conn.isAlive():
+                return conn
+        except libvirt.libvirtError:
+            pass
+        self.conns[uri] = self._connect(uri)
+        return self.conns[uri]
+
+    def close(self) -> None:
+        for conn in self.conns.values():
+            try:
+                conn.close()
+            except Exception:
+                pass
+        self.conns.clear()
+
+    def host_info(self) -> dict:
+        info = {}
+        for role, uri in (("source", self.source_uri), ("destination", self.destination_uri)):
+            try:
+                conn = self.conn(uri)
+                caps = conn.getCapabilities()
+                host_uuid = caps.split("<uuid>", 1)[1].split("</uuid>", 1)[0] if "<uuid>" in caps else None
+                info[role] = {
+                    "uri": _redact(uri),
+                    "hostname": conn.getHostname(),
+                    "host_uuid": host_uuid,
+                    "libvirt": _version(conn.getLibVersion()),
+                    "hypervisor": conn.getType(),
+                    "hypervisor_version": _version(conn.getVersion()),
+                }
+                if urlsplit(uri).hostname in ("198.18.0.1", "198.18.0.2", "localhost", None) or uri.endswith(":///system"):
+                    info[role]["kernel"] = platform.release()  # the lab's hosts share this machine's kernel
+            except (libvirt.libvirtError, HostError) as exc:
+                info[role] = {"uri": _redact(uri), "error": str(exc)}
+        info["client"] = {"libvirt_python": libvirt.getVersion() and _version(libvirt.getVersion()), "kernel": platform.release()}
+        return info
+
+    # -- domains ---------------------------------------------------------------------
+    def _lookup(self, conn, *, uuid=None, name=None):
+        try:
+            return conn.lookupByUUIDString(uuid) if uuid else conn.lookupByName(name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def _where(self, uuid: str) -> dict:
+        """``{"source": (dom, state) or None, "destination": ...}`` by UUID on both hosts."""
+        found = {}
+        for role, uri in (("source", self.source_uri), ("destination", self.destination_uri)):
+            try:
+                dom = self._lookup(self.conn(uri), uuid=uuid)
+            except (libvirt.libvirtError, HostError):
+                found[role] = None
+                continue
+            found[role] = (dom, _STATE_NAMES.get(dom.state()[0], "unknown")) if dom is not None else None
+        return found
+
+    def prepare_domain(self, ctx, domain: dict, options: dict) -> dict:
+        timeout = options.get("wait_timeout_s", 60)
+        if "create" in domain:
+            return self._create(ctx, domain["create"], timeout)
+        src = self.conn(self.source_uri)
+        key = {"uuid": domain["uuid"]} if "uuid" in domain else {"name": domain["name"]}
+        what = key.get("uuid") or key.get("name")
+        dom = self._lookup(src, **key)
+        if dom is None:
+            other = self._lookup(self.conn(self.destination_uri), **key)
+            if other is not None:
+                raise StepError(
+                    f"domain {what!r} is not on the source host {_redact(self.source_uri)} but on the destination {_redact(self.destination_uri)}",
+                    hint="swap --src and --dst, or migrate it back first (migflow recover)",
+                )
+            raise StepError(f"domain {what!r} exists on neither host", hint="check the name with: virsh -c URI list --all")
+        state = _STATE_NAMES.get(dom.state()[0], "unknown")
+        original = {
+            "uuid": dom.UUIDString(),
+            "name": dom.name(),
+            "created": False,
+            "host": "source",
+            "state": state,
+            "persistent": bool(dom.isPersistent()),
+        }
+        ctx.state["domain"] = original
+        ctx.state["original"] = dict(original)
+        if state == "shutoff":
+            dom.create()
+        elif state == "paused":
+            dom.resume()
+        self._wait_running(dom, timeout, None)
+        return self._describe(dom, original)
+
+    def _create(self, ctx, create: dict, timeout: float) -> dict:
+        workload = dict(create.get("workload") or {})
+        image = ctx.hook.migflow_guest_image(workload=workload)
+        if image is None:
+            raise StepError("no plugin provides a guest image for [domain.create]", hint="the built-in lab plugin does; is it disabled (MIGFLOW_DISABLE_PLUGINS)?")
+        name = create.get("name") or "migflow-guest"
+        for uri in (self.source_uri, self.destination_uri):
+            self._remove_leftover(self.conn(uri), name)
+        src = self.conn(self.source_uri)
+        dst = self.conn(self.destination_uri)
+        virt_type = "kvm" if all("<domain type='kvm'" in c.getCapabilities() for c in (src, dst)) else "qemu"
+        uuid = str(uuidlib.uuid4())
+        serial_path = None
+        if image.heartbeat and getattr(ctx.hosts, "lab", False):
+            os.makedirs(SERIAL_DIR, exist_ok=True)
+            serial_path = os.path.join(SERIAL_DIR, f"{uuid}.log")
+        xml = domain_xml(
+            name=name,
+            uuid=uuid,
+            memory_mib=create.get("memory_mib", 256),
+            vcpus=create.get("vcpus", 1),
+            virt_type=virt_type,
+            emulator=None,
+            kernel=image.kernel,
+            cmdline=image.cmdline,
+            serial_path=serial_path,
+            run_id=ctx.run_id,
+        )
+        original = {"uuid": uuid, "name": name, "created": True, "host": "source", "state": "running", "persistent": False, "serial_path": serial_path, "virt_type": virt_type}
+        ctx.state["domain"] = original
+        ctx.state["original"] = dict(original)
+        try:
+            dom = src.createXML(xml, 0)
+        except libvirt.libvirtError as exc:
+            raise StepError(f"could not start the guest on {_redact(self.source_uri)}: {_msg(exc)}") from None
+        self._wait_running(dom, timeout, serial_path)
+        info = self._describe(dom, original)
+        info["guest"] = {"kernel": image.kernel, "cmdline": image.cmdline, "workload": workload, "heartbeat": serial_path}
+        return info
+
+    def _remove_leftover(self, conn, name: str) -> None:
+        dom = self._lookup(conn, name=name)
+        if dom is None:
+            return
+        try:
+            dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
+        except libvirt.libvirtError:
+            raise StepError(
+                f"a domain named {name!r} already exists on {_redact(conn.getURI())} and was not created by migflow",
+                hint="choose another name in [domain.create] name = \"...\"",
+            ) from None
+        if dom.isActive():
+            dom.destroy()
+        if dom.isPersistent():
+            dom.undefine()
+
+    def _wait_running(self, dom, timeout: float, serial_path: str | None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            running = dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+            beating = serial_path is None or (os.path.exists(serial_path) and os.path.getsize(serial_path) > 64)
+            if running and beating:
+                return
+            time.sleep(0.05)
+        what = "its first heartbeat" if serial_path else "the running state"
+        raise StepError(f"domain {dom.name()!r} did not reach {what} within {timeout:g} s")
+
+    def _describe(self, dom, original: dict) -> dict:
+        _state, max_mem, _mem, vcpus, _cpu = dom.info()
+        return {**original, "memory_kib": max_mem, "vcpus": vcpus, "xml": dom.XMLDesc(0)}
+
+    # -- capabilities and parameters ---------------------------------------------
+    def _qmp(self, dom, command: str, arguments: dict | None = None) -> dict:
+        import libvirt_qemu
+
+        cmd = {"execute": command}
+        if arguments:
+            cmd["arguments"] = arguments
+        try:
+            reply = json.loads(libvirt_qemu.qemuMonitorCommand(dom, json.dumps(cmd), 0))
+        except libvirt.libvirtError as exc:
+            raise StepError(f"QMP {command} failed: {_msg(exc)}") from None
+        if "error" in reply:
+            raise StepError(f"QMP {command} failed: {reply['error'].get('desc', reply['error'])}")
+        return reply.get("return", {})
+
+    def _in_force(self, dom) -> dict:
+        caps = {c["capability"]: c["state"] for c in self._qmp(dom, "query-migrate-capabilities")}
+        params = self._qmp(dom, "query-migrate-parameters")
+        params.pop("tls-creds", None), params.pop("tls-hostname", None), params.pop("tls-authz", None)
+        return {"capabilities": caps, "parameters": params}
+
+    def _domain_on_source(self, ctx):
+        d = ctx.state.get("domain")
+        if not d:
+            raise StepError("no domain: put prepare-domain before this step")
+        uri = self.source_uri if d.get("host") == "source" else self.destination_uri
+        dom = self._lookup(self.conn(uri), uuid=d["uuid"])
+        if dom is None:
+            raise StepError(f"domain {d['name']!r} is no longer on {_redact(uri)}")
+        return dom
+
+    def set_capabilities(self, ctx, capabilities: dict, parameters: dict) -> dict:
+        dom = self._domain_on_source(ctx)
+        ctx.state.setdefault("original_qmp", self._in_force(dom))
+        flags: list[str] = []
+        params: dict = {}
+        methods: list[str] = []
+        qmp_caps: dict = {}
+        qmp_params: dict = {}
+        for cap, on in capabilities.items():
+            if cap in CAPABILITY_FLAGS:
+                if on:
+                    flag, method = CAPABILITY_FLAGS[cap]
+                    flags.append(flag)
+                    if method:
+                        methods.append(method)
+            else:
+                qmp_caps[cap] = on
+        for name, value in parameters.items():
+            if name in PARAMETER_NAMES:
+                params[PARAMETER_NAMES[name]] = value
+            elif name == "max-bandwidth":
+                params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = max(1, round(value / 2**20))  # libvirt: MiB/s
+            elif name == "max-postcopy-bandwidth":
+                params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] = max(1, round(value / 2**20))
+            elif name == "multifd-compression":
+                methods.append(value)
+            elif name == "downtime-limit":
+                dom.migrateSetMaxDowntime(value, 0)
+            else:
+                qmp_params[name] = value
+        if methods:
+            params[libvirt.VIR_MIGRATE_PARAM_COMPRESSION] = methods if len(methods) > 1 else methods[0]
+        if qmp_caps:
+            self._qmp(dom, "migrate-set-capabilities", {"capabilities": [{"capability": c, "state": s} for c, s in qmp_caps.items()]})
+        if qmp_params:
+            self._qmp(dom, "migrate-set-parameters", qmp_params)
+        ctx.state["migration"] = {"flags": flags, "params": params}
+        return {
+            "libvirt_flags": flags,
+            "libvirt_params": params,
+            "qmp_capabilities": qmp_caps,
+            "qmp_parameters": qmp_params,
+            "in_force_before_migration": self._in_force(dom),
+        }
+
+    # -- migration -----------------------------------------------------------------
+    def migrate(self, ctx, leg, mode, options: dict) -> None:
+        d = ctx.state.get("domain")
+        if not d:
+            raise StepError("no domain: put prepare-domain before migrate")
+        sconn, dconn = self.conn(leg.source), self.conn(leg.destination)
+        dom = self._lookup(sconn, uuid=d["uuid"])
+        if dom is None:
+            raise StepError(f"domain {d['name']!r} is not on {_redact(leg.source)}")
+        extra = ctx.state.get("migration", {})
+        for flag in extra.get("flags", []):
+            if flag not in leg.flags:
+                leg.flags.append(flag)
+        bits = 0
+        for flag in leg.flags:
+            bits |= FLAG_BITS[flag]
+        params = dict(extra.get("params", {}))
+        if options.get("migrate_uri") and mode.destination != "migrate-uri":
+            params[libvirt.VIR_MIGRATE_PARAM_URI] = options["migrate_uri"]
+
+        completed = threading.Event()
+        state = leg.backend_state
+        state.update(dom=dom, conn=sconn)
+
+        def on_completed(_conn, _dom, stats, _opaque):
+            state["completed_stats"] = dict(stats)
+            completed.set()
+
+        def on_iteration(_conn, _dom, iteration, _opaque):
+            threading.Thread(target=self._iteration_sample, args=(ctx, leg, iteration), daemon=True).start()
+
+        callbacks = []
+        for event, cb in ((libvirt.VIR_DOMAIN_EVENT_ID_JOB_COMPLETED, on_completed), (libvirt.VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, on_iteration)):
+            try:
+                callbacks.append(sconn.domainEventRegisterAny(dom, event, cb, None))
+            except libvirt.libvirtError:
+                pass
+        timer = None
+        timeout = options.get("timeout")
+        if timeout:
+            timer = threading.Timer(timeout["seconds"], self._on_timeout, args=(ctx, leg, timeout.get("action", "abort")))
+            timer.daemon = True
+            timer.start()
+        try:
+            if mode.destination == "migrate-uri":
+                target = options.get("migrate_uri") or f"tcp://{urlsplit(leg.destination).hostname}"
+                dom.migrateToURI3(target, params, bits)
+            elif "peer2peer" in leg.flags:
+                dom.migrateToURI3(leg.destination, params, bits)
+            else:
+                dom.migrate3(dconn, params, bits)
+        except libvirt.libvirtError as exc:
+            leg.stop_clock()
+            message = _msg(exc)
+            if state.get("timeout_action"):
+                message = f"timed out after {timeout['seconds']:g} s ({state['timeout_action']}): {message}"
+            raise StepError(message) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+        leg.stop_clock()
+        d["host"] = "destination" if leg.destination == self.destination_uri else "source"
+        if "timeout_action" in state:
+            leg.extra["timeout_action"] = state["timeout_action"]
+        # The completed-job event carries the final statistics; it may trail the call slightly.
+        completed.wait(10)
+        for cb in callbacks:
+            try:
+                sconn.domainEventDeregisterAny(cb)
+            except libvirt.libvirtError:
+                pass
+        if "completed_stats" in state:
+            leg.final_stats = to_qmp(state["completed_stats"], completed=True)
+
+    def _iteration_sample(self, ctx, leg, iteration: int) -> None:
+        stats = self.poll(leg)
+        if stats is not None:
+            ram = stats.setdefault("ram", {})
+            ram["dirty-sync-count"] = max(iteration, ram.get("dirty-sync-count") or 0)
+            ctx.emit_sample(leg, stats, kind="iteration")
+
+    def _on_timeout(self, ctx, leg, action: str) -> None:
+        dom = leg.backend_state.get("dom")
+        if dom is None or leg.done.is_set():
+            return
+        leg.backend_state["timeout_action"] = action
+        ctx.echo(f"leg {leg.number}: timeout reached, action {action}")
+        try:
+            if action == "abort":
+                dom.abortJob()
+            elif action == "suspend":
+                dom.suspend()
+            elif action == "postcopy":
+                dom.migrateStartPostCopy(0)
+        except libvirt.libvirtError as exc:
+            ctx.echo(f"leg {leg.number}: timeout action {action} failed: {_msg(exc)}")
+
+    def poll(self, leg) -> dict | None:
+        dom = leg.backend_state.get("dom")
+        if dom is None:
+            return None
+        job = dom.jobStats()
+        if not job or job.get("type", 0) == libvirt.VIR_DOMAIN_JOB_NONE:
+            return None
+        if "in_force" not in leg.extra:
+            leg.extra["in_force"] = self._libvirt_in_force(dom)
+        return to_qmp(job)
+
+    def _libvirt_in_force(self, dom) -> dict:
+        out = {}
+        for key, getter in (("downtime-limit", lambda: dom.migrateGetMaxDowntime(0)), ("max-bandwidth-mibs", lambda: dom.migrateGetMaxSpeed(0)), ("xbzrle-cache-size", lambda: dom.migrateGetCompressionCache(0))):
+            try:
+                out[key] = getter()
+            except libvirt.libvirtError:
+                pass
+        return out
+
+    def abort(self, leg) -> None:
+        dom = leg.backend_state.get("dom")
+        if dom is not None:
+            dom.abortJob()
+
+    # -- restore ---------------------------------------------------------------------
+    def restore(self, ctx, options: dict) -> dict:
+        d = ctx.state.get("domain")
+        if not d:
+            return {"action": "none", "message": "no domain was prepared"}
+        where = self._where(d["uuid"])
+        found = {role: v[1] for role, v in where.items() if v}
+        end: dict = {"found": found, "actions": []}
+        if d.get("created") and not options.get("keep_created"):
+            for role, v in where.items():
+                if not v:
+                    continue
+                dom = v[0]
+                if dom.isActive():
+                    dom.destroy()
+                    end["actions"].append(f"destroyed on {role}")
+                if dom.isPersistent():
+                    dom.undefine()
+                    end["actions"].append(f"undefined on {role}")
+            if not found:
+                end.update(lost=True, message=f"the created domain {d['name']!r} ({d['uuid']}) was found on neither host")
+            return end
+        original = ctx.state.get("original", d)
+        if not found:
+            end.update(lost=True, message=f"domain {d['name']!r} ({d['uuid']}) runs on neither host: it was lost")
+            return end
+        src_active = where["source"] and where["source"][0].isActive()
+        dst_active = where["destination"] and where["destination"][0].isActive()
+        if dst_active and not src_active:
+            dom = where["destination"][0]
+            flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
+            if original.get("persistent"):
+                flags |= libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+            if where["destination"][1] == "paused":
+                dom.resume()
+            try:
+                dom.migrateToURI3(self.source_uri, {}, flags)
+            except libvirt.libvirtError as exc:
+                raise StepError(f"could not migrate the domain back to the source: {_msg(exc)}") from None
+            end["actions"].append("migrated back to the source")
+            d["host"] = "source"
+            where = self._where(d["uuid"])
+        src = where["source"][0] if where["source"] else None
+        if src is not None:
+            state = _STATE_NAMES.get(src.state()[0], "unknown")
+            if state == "paused" and original.get("state") == "running":
+                src.resume()
+                end["actions"].append("resumed on the source")
+            if original.get("state") == "shutoff" and src.isActive():
+                src.destroy()
+                end["actions"].append("shut off again, as found")
+            if original.get("persistent") and not src.isPersistent():
+                self.conn(self.source_uri).defineXML(src.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE))
+                end["actions"].append("defined on the source again")
+            if not original.get("persistent") and src.isPersistent() and src.isActive():
+                src.undefine()
+                end["actions"].append("made transient again on the source")
+            if not any(leg.status == "completed" for leg in ctx.legs) and ctx.state.get("original_qmp") and src.isActive():
+                self._restore_qmp(src, ctx.state["original_qmp"])
+                end["actions"].append("migration capabilities and parameters restored")
+        if where["destination"]:
+            dom = where["destination"][0]
+            if not dom.isActive() and dom.isPersistent():
+                dom.undefine()
+                end["actions"].append("removed the leftover definition on the destination")
+        end["end"] = {role: v[1] for role, v in self._where(d["uuid"]).items() if v}
+        return end
+
+    def _restore_qmp(self, dom, original: dict) -> None:
+        caps = [{"capability": c, "state": s} for c, s in original.get("capabilities", {}).items()]
+        try:
+            if caps:
+                self._qmp(dom, "migrate-set-capabilities", {"capabilities": caps})
+            settable = {k: v for k, v in original.get("parameters", {}).items() if not isinstance(v, dict)}
+            if settable:
+                self._qmp(dom, "migrate-set-parameters", settable)
+        except StepError:
+            pass  # best effort: the next QEMU process starts with defaults anyway

@@ -1,0 +1,117 @@
+"""JSON Schemas of the built-in steps' options (draft 2020-12).
+
+Names and units follow QMP: capabilities are ``migrate-set-capabilities``
+names, parameters are ``migrate-set-parameters`` names in QMP units.
+"""
+
+CAPABILITIES = [
+    "xbzrle",
+    "auto-converge",
+    "postcopy-ram",
+    "multifd",
+    "compress",
+    "zero-blocks",
+    "return-path",
+    "pause-before-switchover",
+    "events",
+    "late-block-activate",
+    "validate-uuid",
+    "rdma-pin-all",
+]
+
+PARAMETERS = {
+    "downtime-limit": {"type": "integer", "minimum": 1, "maximum": 2000000, "description": "maximum downtime, ms"},
+    "max-bandwidth": {"type": "integer", "minimum": 1, "description": "bandwidth cap, bytes/s"},
+    "xbzrle-cache-size": {"type": "integer", "minimum": 4096, "description": "XBZRLE cache, bytes"},
+    "multifd-channels": {"type": "integer", "minimum": 1, "maximum": 255},
+    "cpu-throttle-initial": {"type": "integer", "minimum": 1, "maximum": 99, "description": "percent"},
+    "cpu-throttle-increment": {"type": "integer", "minimum": 1, "maximum": 99, "description": "percent"},
+    "cpu-throttle-tailslow": {"type": "boolean"},
+    "max-cpu-throttle": {"type": "integer", "minimum": 1, "maximum": 99, "description": "percent"},
+    "compress-level": {"type": "integer", "minimum": 0, "maximum": 9},
+    "compress-threads": {"type": "integer", "minimum": 1, "maximum": 255},
+    "decompress-threads": {"type": "integer", "minimum": 1, "maximum": 255},
+    "multifd-compression": {"enum": ["none", "zlib", "zstd"]},
+    "max-postcopy-bandwidth": {"type": "integer", "minimum": 0, "description": "bytes/s"},
+}
+
+FLAGS = [
+    "live",
+    "persistent",
+    "undefinesource",
+    "compressed",
+    "auto-converge",
+    "postcopy",
+    "tls",
+    "abort-on-error",
+    "unsafe",
+    "parallel",
+    "paused",
+]
+
+PREPARE_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "wait_timeout_s": {"type": "number", "minimum": 1, "maximum": 3600, "default": 60, "description": "how long to wait for the guest to run (and for its first heartbeat)"},
+    },
+}
+
+SETCAPS_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "capabilities": {
+            "type": "object",
+            "description": "QEMU migration capabilities to switch on (true) or off (false)",
+            "propertyNames": {"enum": CAPABILITIES},
+            "additionalProperties": {"type": "boolean"},
+        },
+        "parameters": {
+            "type": "object",
+            "description": "QEMU migration parameters, QMP names and units",
+            "properties": PARAMETERS,
+            "additionalProperties": False,
+        },
+    },
+}
+
+MIGRATE_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["mode"],
+    "properties": {
+        "mode": {"type": "string", "description": "a migration mode contributed by a plugin: managed-direct, p2p, p2p-tunnelled, unmanaged-direct, zstack ..."},
+        "flags": {"type": "array", "items": {"enum": FLAGS}, "uniqueItems": True, "description": "extra flags on top of the mode's own"},
+        "round_trip": {"type": "boolean", "description": "overrides the workflow's round_trip"},
+        "timeout": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["seconds"],
+            "properties": {
+                "seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+                "action": {"enum": ["abort", "suspend", "postcopy"], "default": "abort"},
+            },
+        },
+        "expect": {"enum": ["success", "failure", "any"], "default": "success", "description": "'failure': a failing leg is the expected outcome (recorded failed, the step passes)"},
+        "migrate_uri": {"type": "string", "description": "hypervisor-level destination (tcp://HOST[:PORT]); default: chosen by the mode"},
+        "settle_s": {"type": "number", "minimum": 0, "maximum": 600, "default": 0, "description": "pause between the legs of a round trip"},
+    },
+}
+
+COLLECT_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "interval_ms": {"type": "number", "minimum": 0, "maximum": 60000, "default": 100, "description": "sampling period of running legs; 0 switches periodic samples off"},
+        "iteration_samples": {"type": "boolean", "default": True, "description": "also record one sample per migration iteration"},
+    },
+}
+
+RESTORE_OPTIONS = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "keep_created": {"type": "boolean", "default": False, "description": "keep a domain the workflow created (default: destroy and undefine it)"},
+    },
+}

@@ -1,0 +1,214 @@
+"""Run a plan: every scenario x repetition as one run, steps in order.
+
+* Steps declared ``always_run`` (``restore``, ``collect-qmp``) run even after an
+  earlier step failed and after Ctrl-C or SIGTERM.
+* Each step's status, timing and error are recorded; the run is recorded as
+  ``completed``, ``failed`` or ``interrupted`` with the reason.
+* One failed run does not stop the others unless ``fail_fast``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import signal
+import socket
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from . import __version__
+from .context import Interrupted, RunContext
+from .errors import MigflowError, StepError
+from .registry import HostPair
+
+__all__ = ["Engine", "RunSummary", "new_run_id"]
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    scenario: str
+    repetition: int
+    status: str
+    error: str | None
+    ingested: bool = True
+    store_message: str | None = None
+
+
+@dataclass
+class Engine:
+    plugins: Any
+    workflow: Any
+    hosts: HostPair
+    results: str
+    echo: Callable[[str], None] = print
+    fail_fast: bool = False
+    summaries: list[RunSummary] = field(default_factory=list)
+    _interrupt: str | None = None
+    _protected: bool = False  # an always-run step after a failure/interrupt: finish it
+    _armed: bool = False  # inside step code: a signal raises Interrupted there
+
+
+    # -- signals ---------------------------------------------------------------
+    def _on_signal(self, signum, frame):  # noqa: ARG002
+        reason = "interrupted by Ctrl-C" if signum == signal.SIGINT else f"interrupted by signal {signal.Signals(signum).name}"
+        if self._protected:
+            self.echo(f"{reason}: still restoring the domain; send the signal again to abandon the restore")
+            self._protected = False
+            return
+        self._interrupt = self._interrupt or reason
+        if self._armed:
+            self._armed = False
+            raise Interrupted(reason)
+        self.echo(f"{reason}: stopping after the current step (always-run steps still run)")
+
+    @contextmanager
+    def _signals(self):
+        old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        for s in old:
+            signal.signal(s, self._on_signal)
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    # -- runs ------------------------------------------------------------------
+    def run(self) -> list[RunSummary]:
+        from .records import ingest_pending
+
+        ingest_pending(self.results, wait_s=2.0)  # records a killed earlier run left behind
+        with self._signals():
+            for planned in self.workflow.plan:
+                if self._interrupt:
+                    break
+                summary = self.run_one(planned)
+                self.summaries.append(summary)
+                if summary.status != "completed" and (self.fail_fast or self.workflow.fail_fast):
+                    self.echo("stopping: fail-fast")
+                    break
+        return self.summaries
+
+    def run_one(self, planned) -> RunSummary:
+        from .records import RunRecorder, redact_uri
+
+        wf, sc = self.workflow, planned.scenario
+        run_id = new_run_id()
+        recorder = RunRecorder(
+            self.results,
+            {
+                "run_id": run_id,
+                "workflow": wf.name,
+                "workflow_file": wf.file,
+                "scenario": sc.label,
+                "params": sc.params,
+                "repetition": planned.repetition,
+                "plan_index": planned.index,
+                "backend": wf.backend,
+                "source_uri": redact_uri(self.hosts.source),
+                "destination_uri": redact_uri(self.hosts.destination),
+                "migflow_version": __version__,
+                "hostname": socket.gethostname(),
+                "started_at": time.time(),
+            },
+        )
+        ctx = RunContext(
+            run_id=run_id,
+            workflow=wf,
+            scenario=sc,
+            repetition=planned.repetition,
+            hosts=self.hosts,
+            plugins=self.plugins,
+            recorder=recorder,
+            echo=self.echo,
+        )
+        specs = [(use, self.plugins.step(use.name)) for use in sc.steps]
+        failed: str | None = None
+        self._armed = True
+        try:
+            ctx.backend = self.plugins.backend(wf.backend).factory(self.hosts.source, self.hosts.destination)
+            ctx.backend.open()
+            self.plugins.hook.migflow_run_started(ctx=ctx)
+            for use, spec in specs:
+                if spec.arm is not None:
+                    spec.arm(ctx, use.options)
+        except Interrupted as exc:
+            failed = self._interrupted(ctx, exc)
+        except Exception as exc:
+            failed = self._failed(ctx, f"could not start the run: {_message(exc)}", exc)
+        finally:
+            self._armed = False
+
+        for position, (use, spec) in enumerate(specs):
+            if (failed or self._interrupt) and not spec.always_run:
+                self._record_step(ctx, position, use.name, "skipped", time.time(), 0.0, None, None)
+                continue
+            started, t0 = time.time(), time.monotonic()
+            status, error, result = "completed", None, None
+            self._protected = bool(failed or self._interrupt)
+            self._armed = not self._protected
+            try:
+                if ctx.backend is None:
+                    raise StepError("no backend connection")
+                result = spec.run(ctx, use.options)
+            except Interrupted as exc:
+                status, error = "interrupted", exc.reason
+                failed = failed or self._interrupted(ctx, exc)
+            except Exception as exc:
+                status, error = "failed", _message(exc)
+                if not failed:
+                    failed = self._failed(ctx, f"step {use.name!r} failed: {error}", exc)
+            finally:
+                self._protected = self._armed = False
+            if self._interrupt and not failed:
+                failed = self._interrupted(ctx, Interrupted(self._interrupt))
+            self._record_step(ctx, position, use.name, status, started, (time.monotonic() - t0) * 1000.0, error, result)
+
+        if ctx.status == "running":
+            ctx.status = "completed"
+        # a step (restore) may have found the VM lost: ctx.status == "lost" is kept
+        try:
+            self.plugins.hook.migflow_run_finished(ctx=ctx)
+        except Exception as exc:
+            self.echo(f"warning: a plugin failed in migflow_run_finished: {_message(exc)}")
+        if ctx.backend is not None:
+            ctx.backend.close()
+        res = recorder.finish(ctx.status, ctx.error)
+        if not res.ingested:
+            self.echo(res.message)
+        return RunSummary(run_id, sc.label, planned.repetition, ctx.status, ctx.error, res.ingested, res.message)
+
+    def _failed(self, ctx: RunContext, message: str, exc: BaseException) -> str:
+        ctx.status, ctx.error = "failed", message
+        if not isinstance(exc, MigflowError):
+            ctx.state.setdefault("tracebacks", []).append("".join(traceback.format_exception(exc)))
+        return message
+
+    def _interrupted(self, ctx: RunContext, exc: Interrupted) -> str:
+        ctx.status, ctx.error = "interrupted", exc.reason
+        return exc.reason
+
+    def _record_step(self, ctx, position, name, status, started, duration_ms, error, result) -> None:
+        ctx.recorder.add_step(
+            {
+                "position": position,
+                "step": name,
+                "status": status,
+                "started_at": started,
+                "duration_ms": duration_ms,
+                "error": error,
+                "result": result if isinstance(result, (dict, list)) or result is None else {"value": result},
+            }
+        )
+        ctx.recorder.flush()
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text or type(exc).__name__
