@@ -49,7 +49,7 @@ def check_read_only_sql(sql: str) -> int:
         raise UsageError(
             f"refused: {kind} statements are not allowed; migflow query runs read-only SQL "
             f"(SELECT, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN) and the results are changed only by migflow run/ingest",
-            hint="to work on a copy: duckdb results.duckdb -c \"EXPORT DATABASE 'copy'\", or CREATE TABLE in your own database after ATTACH ... (READ_ONLY)",
+            hint="to experiment with changes, copy the file (cp results.duckdb scratch.duckdb) and open the copy with the duckdb CLI",
         )
     return len(statements)
 
