@@ -12,36 +12,11 @@ import threading
 
 from migflow.errors import StepError
 from migflow.legs import flatten_stats
+from migflow.records import sample_from_stats
+from migflow.records.schema import STAT_COLUMNS
 
-__all__ = ["arm", "run", "on_progress", "on_finished", "STAT_COLUMNS", "sample_row"]
+__all__ = ["arm", "run", "on_progress", "on_finished"]
 
-#: migrations columns filled from the final statistics (flattened QMP names)
-STAT_COLUMNS = (
-    "setup_time",
-    "downtime",
-    "total_time",
-    "expected_downtime",
-    "ram_total",
-    "ram_transferred",
-    "ram_remaining",
-    "ram_mbps",
-    "ram_duplicate",
-    "ram_skipped",
-    "ram_normal",
-    "ram_normal_bytes",
-    "ram_dirty_sync_count",
-    "ram_page_size",
-    "ram_postcopy_requests",
-    "ram_dirty_pages_rate",
-    "xbzrle_cache_cache_size",
-    "xbzrle_cache_bytes",
-    "xbzrle_cache_pages",
-    "xbzrle_cache_cache_miss",
-    "xbzrle_cache_cache_miss_rate",
-    "xbzrle_cache_encoding_rate",
-    "xbzrle_cache_overflow",
-    "cpu_throttle_percentage",
-)
 #: leg.extra keys stored in their own migrations columns
 EXTRA_COLUMNS = ("guest_pause_ms", "guest_dirty_rate_mibs")
 
@@ -61,30 +36,12 @@ def arm(ctx, options: dict) -> None:
     ctx.poll_interval_ms = st.interval_ms
 
 
-def sample_row(leg_number: int, ms: float, kind: str, stats: dict) -> dict:
-    ram = stats.get("ram") or {}
-    return {
-        "leg": leg_number,
-        "ms": round(ms, 3),
-        "kind": kind,
-        "status": stats.get("status"),
-        "transferred": ram.get("transferred"),
-        "remaining": ram.get("remaining"),
-        "total": ram.get("total"),
-        "mbps": ram.get("mbps"),
-        "dirty_pages_rate": ram.get("dirty-pages-rate"),
-        "iteration": ram.get("dirty-sync-count"),
-        "throttle": stats.get("cpu-throttle-percentage"),
-        "expected_downtime": stats.get("expected-downtime"),
-    }
-
-
 def on_progress(ctx, leg, sample) -> None:
     st = ctx.state.get("collect-qmp")
     if st is None or (sample.kind == "iteration" and not st.iteration_samples):
         return
     with st.lock:
-        st.samples.setdefault(leg.number, []).append(sample_row(leg.number, sample.ms, sample.kind, sample.stats))
+        st.samples.setdefault(leg.number, []).append(sample_from_stats(leg.number, round(sample.ms, 3), sample.stats, sample.kind))
 
 
 def on_finished(ctx, leg) -> None:

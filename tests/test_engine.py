@@ -1,0 +1,115 @@
+"""Engine bookkeeping with a fake backend: order, always-run steps, statuses, signals.
+
+These never claim to test migration; the lab tests do that with real VMs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import fakes
+from migflow.engine import Engine
+from migflow.plugins import get_plugins
+from migflow.registry import HostPair
+from migflow.workflow.model import PlannedRun, Scenario, StepUse, Workflow
+
+HOSTS = HostPair("fake://a", "fake://b")
+
+
+def workflow(steps, repetitions=1, round_trip=False, fail_fast=False):
+    uses = [StepUse(name, opts, i) for i, (name, opts) in enumerate(steps)]
+    sc = Scenario("default", {}, uses, {})
+    wf = Workflow(name="t", description="", file="t.toml", backend="fake", source=None, destination=None, domain={},
+                  steps=uses, repetitions=repetitions, round_trip=round_trip, fail_fast=fail_fast)
+    wf.scenarios = [sc]
+    wf.plan = [PlannedRun(i, sc, i + 1) for i in range(repetitions)]
+    return wf
+
+
+def rows(db, sql):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+@pytest.fixture
+def plugins():
+    fakes.FakeBackend.calls = []
+    return get_plugins(extra=(fakes,))
+
+
+def test_steps_run_in_order_and_everything_is_recorded(plugins, tmp_path):
+    db = tmp_path / "r.duckdb"
+    wf = workflow([("prepare-domain", {}), ("migrate", {"mode": "fake-mode"}), ("collect-qmp", {"interval_ms": 20}), ("restore", {})], round_trip=True)
+    summaries = Engine(plugins, wf, HOSTS, str(db), echo=lambda s: None).run()
+    assert [s.status for s in summaries] == ["completed"]
+    assert fakes.FakeBackend.calls == ["open", "prepare", "migrate 1", "migrate 2", "restore", "close"]
+    assert rows(db, "SELECT step, status FROM steps ORDER BY position") == [
+        ("prepare-domain", "completed"), ("migrate", "completed"), ("collect-qmp", "completed"), ("restore", "completed")]
+    legs = rows(db, "SELECT leg, source, destination, status, total_time, ram_transferred, wall_ms FROM migrations ORDER BY leg")
+    assert [(l[0], l[1], l[2], l[3], l[4], l[5]) for l in legs] == [(1, "fake://a", "fake://b", "completed", 300, 900), (2, "fake://b", "fake://a", "completed", 300, 900)]
+    assert all(250 <= l[6] < 2000 for l in legs)  # the fake sleeps 0.3 s per leg
+    n = rows(db, "SELECT leg, count(*) FROM samples GROUP BY leg ORDER BY leg")
+    assert [leg for leg, _ in n] == [1, 2] and all(c >= 5 for _, c in n)  # 20 ms sampling over 300 ms
+
+
+def test_restore_runs_after_a_failing_step_and_the_run_is_failed(plugins, tmp_path):
+    db = tmp_path / "r.duckdb"
+    wf = workflow([("prepare-domain", {}), ("explode", {"message": "kaboom"}), ("migrate", {"mode": "fake-mode"}), ("restore", {})])
+    [summary] = Engine(plugins, wf, HOSTS, str(db), echo=lambda s: None).run()
+    assert summary.status == "failed" and "kaboom" in summary.error
+    assert "restore" in fakes.FakeBackend.calls and "migrate 1" not in fakes.FakeBackend.calls
+    assert rows(db, "SELECT step, status, error FROM steps ORDER BY position") == [
+        ("prepare-domain", "completed", None), ("explode", "failed", "kaboom"), ("migrate", "skipped", None), ("restore", "completed", None)]
+    assert rows(db, "SELECT status, error FROM runs") == [("failed", "step 'explode' failed: kaboom")]
+
+
+def test_one_failed_run_does_not_stop_the_others_unless_fail_fast(plugins, tmp_path):
+    wf = workflow([("explode", {}), ("restore", {})], repetitions=3)
+    assert len(Engine(plugins, wf, HOSTS, str(tmp_path / "a.duckdb"), echo=lambda s: None).run()) == 3
+    wf = workflow([("explode", {}), ("restore", {})], repetitions=3, fail_fast=True)
+    assert len(Engine(plugins, wf, HOSTS, str(tmp_path / "b.duckdb"), echo=lambda s: None).run()) == 1
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.path.insert(0, {tests!r})
+    import fakes
+    from test_engine import workflow, HOSTS
+    from migflow.engine import Engine
+    from migflow.plugins import get_plugins
+    wf = workflow([("prepare-domain", {{}}), ("{step}", {opts}), ("restore", {{}})], repetitions=2)
+    print("ready", flush=True)
+    Engine(get_plugins(extra=(fakes,)), wf, HOSTS, {db!r}, echo=lambda s: print(s, flush=True)).run()
+    print("calls", fakes.FakeBackend.calls, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("step,opts", [("sleep", {"seconds": 30}), ("migrate", {"mode": "fake-mode", "sleep": 30})])
+def test_restore_runs_after_a_signal_and_the_run_is_interrupted(tmp_path, sig, step, opts):
+    db = tmp_path / "r.duckdb"
+    script = SCRIPT.format(tests=str(Path(__file__).parent), db=str(db), step=step, opts=repr(opts))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.5)
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=60)
+    assert "'restore'" in out, out
+    assert rows(db, "SELECT status FROM runs") == [("interrupted",)], out  # the second repetition never started
+    steps = rows(db, "SELECT step, status FROM steps ORDER BY position")
+    assert steps[0] == ("prepare-domain", "completed")
+    assert steps[1] == (step, "interrupted")
+    assert steps[2] == ("restore", "completed")
+    if step == "migrate":
+        assert rows(db, "SELECT status FROM migrations") == [("interrupted",)]
