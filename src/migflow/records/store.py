@@ -59,9 +59,10 @@ def _connect(path, *, read_only: bool, wait_s: float):
             locked, pid = _lock_pid(exc)
             if not locked:
                 raise StoreError(f"cannot open {path}: {exc}") from None
-            if time.monotonic() + delay > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise DatabaseLocked(path, pid, str(exc)) from None
-            time.sleep(delay * random.uniform(0.7, 1.3))
+            time.sleep(min(delay * random.uniform(0.7, 1.3), remaining))  # last try at the deadline
             delay = min(delay * 2, 0.5)
 
 
