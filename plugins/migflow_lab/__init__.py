@@ -1,7 +1,7 @@
 """Built-in migflow plugin: the embedded two-host lab.
 
 Contributes the ``migflow lab`` commands, the ``shape-link`` step, the default
-hosts (the lab's two libvirt daemons) and brings the lab up before a run that
+hosts (the lab's two libvirt daemons), the guest image (see :mod:`.guest`) and brings the lab up before a run that
 uses it.  The machinery lives in :mod:`migflow_lab.hosts`; heavy imports
 (libvirt) happen only inside the functions that need them.
 """
@@ -15,6 +15,7 @@ __all__ = [
     "migflow_default_hosts",
     "migflow_prepare_hosts",
     "migflow_register_steps",
+    "migflow_guest_image",
 ]
 
 
@@ -50,3 +51,11 @@ def migflow_register_steps(register) -> None:
     from .steps import shape_link_step
 
     register(shape_link_step())
+
+
+@hookimpl
+def migflow_guest_image(workload):
+    """The lab's memory-dirtying multiboot guest (built from ``guest/`` with gcc)."""
+    from .guest import guest_image
+
+    return guest_image(workload)

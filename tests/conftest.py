@@ -1,0 +1,41 @@
+"""Shared fixtures.  ``lab``: the embedded two-host lab, brought up once per session.
+
+The lab is NOT taken down at the end of the session: several test modules use
+it, and CI brings it up first and down last.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def _lab_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "the lab needs root (run the tests as root, or sudo)"
+    if not (shutil.which("libvirtd") or os.path.exists("/usr/sbin/libvirtd")):
+        return "libvirtd is not installed (run scripts/install-prereqs.sh as root)"
+    try:
+        import libvirt  # noqa: F401
+    except ImportError:
+        return "the Python module libvirt is missing (pip install libvirt-python)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """Bring the lab up if it is not (skipping when this machine cannot), yield its status()."""
+    reason = _lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from migflow.errors import PrerequisiteError
+    from migflow_lab import hosts
+
+    if not hosts.is_up():
+        try:
+            hosts.up(echo=lambda _m: None)
+        except PrerequisiteError as exc:
+            pytest.skip(f"the lab cannot start here: {exc}")
+    yield hosts.status()

@@ -1,0 +1,386 @@
+"""The embedded two-host lab, for real: daemons, migrations, shaping, idempotence,
+recovery, and a clean ``down``.
+
+Tests marked ``lab`` need root, libvirt and QEMU; the others check the plugin's
+plain logic.  ``test_zz_down_leaves_nothing`` runs last in this module and brings
+the lab back up for later modules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from migflow.errors import PrerequisiteError, StepError, UsageError
+from migflow.registry import HostPair
+from migflow_lab import hosts, shaping
+
+A, B = hosts.LAB_HOSTS
+
+
+def _libvirt():
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    return libvirt
+
+
+def _domain_xml(name: str) -> str:
+    kind = "kvm" if hosts.accel() == "kvm" else "qemu"
+    return f"""<domain type='{kind}'>
+  <name>{name}</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <serial type='pty'/>
+  </devices>
+</domain>"""
+
+
+def _running_names(conn) -> set[str]:
+    return {d.name() for d in conn.listAllDomains() if d.isActive()}
+
+
+# -- plain logic (no lab needed) ---------------------------------------------------------
+
+
+def test_lab_uris_and_pair():
+    pair = hosts.lab_host_pair()
+    assert pair == HostPair("qemu+tcp://198.18.0.1/system", "qemu+tcp://198.18.0.2/system", lab=True)
+    assert hosts.is_lab_uri("qemu+tcp://198.18.0.2/system")
+    assert hosts.is_lab_uri("qemu+tcp://198.18.0.1:16509/system")
+    assert not hosts.is_lab_uri("qemu+tls://a.example/system")
+    assert not hosts.is_lab_uri("qemu:///system")
+    assert not hosts.is_lab_uri(None)
+
+
+def test_rates_and_tc_commands():
+    assert shaping.parse_rate("1gbit") == 10**9
+    assert shaping.parse_rate("100mbit") == 10**8
+    assert shaping.parse_rate("500kbit") == 500_000
+    for bad in ("1gb", "fast", "10 mbit", "-1mbit"):
+        with pytest.raises(UsageError):
+            shaping.parse_rate(bad)
+    with pytest.raises(UsageError):
+        shaping.normalize(jitter_ms=2)  # jitter without delay
+    with pytest.raises(UsageError):
+        shaping.normalize(loss_pct=101)
+    link = shaping.normalize("1gbit", 5, 1, 0.1)
+    cmds = shaping.tc_commands("eth9", link)
+    assert cmds[0][:8] == ["tc", "qdisc", "add", "dev", "eth9", "root", "handle", "1:"]
+    assert "netem" in cmds[0] and "5ms" in cmds[0] and "0.1%" in cmds[0]
+    assert cmds[1][5:7] == ["parent", "1:1"] and "tbf" in cmds[1]
+    assert shaping.tc_commands("eth9", shaping.normalize()) == []
+    assert shaping.tc_commands("eth9", shaping.normalize("100mbit"))[0][5] == "root"
+
+
+def test_shape_link_schema_validates_rates():
+    import jsonschema
+
+    schema = shaping.options_schema()
+    jsonschema.validate({"rate": "100mbit", "delay_ms": 5, "loss_pct": 0.1}, schema)
+    jsonschema.validate({"clear": True}, schema)
+    for bad in ({"rate": "100mb"}, {"loss_pct": 150}, {"delay_ms": -1}, {"rat": "1gbit"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+
+
+def test_shape_link_refuses_other_hosts():
+    from migflow.plugins import get_plugins
+
+    step = get_plugins().step("shape-link")
+
+    class Ctx:
+        hosts = HostPair("qemu+tls://a.example/system", "qemu+tls://b.example/system")
+        state: dict = {}
+
+    with pytest.raises(StepError, match="only the embedded lab"):
+        step.run(Ctx(), {"rate": "1gbit"})
+
+
+def test_prerequisites_name_the_fix(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(PrerequisiteError, match="root") as exc:
+        hosts.check_prerequisites()
+    assert "sudo" in exc.value.hint
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(hosts, "_which", lambda c: None if c in ("tc", "libvirtd") else f"/usr/bin/{c}")
+    with pytest.raises(PrerequisiteError) as exc:
+        hosts.check_prerequisites()
+    assert "libvirtd" in exc.value.message and "tc" in exc.value.message and "iproute2" in exc.value.message
+    assert "install-prereqs.sh" in exc.value.hint
+
+
+def test_cli_lab_help_has_examples():
+    out = subprocess.run([sys.executable, "-m", "migflow", "lab", "shape", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "migflow lab shape --rate 1gbit" in out.stdout and "--clear" in out.stdout
+
+
+# -- the lab ------------------------------------------------------------------------------------
+
+
+@pytest.mark.lab
+def test_status_shape_and_daemons_reachable(lab):
+    libvirt = _libvirt()
+    out = subprocess.run([sys.executable, "-m", "migflow", "lab", "status", "--json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    st = json.loads(out.stdout)
+    assert st["up"] is True
+    assert st["accel"] in ("kvm", "tcg") and st["accel"] == hosts.accel()
+    assert set(st["link"]) == {"rate", "delay_ms", "jitter_ms", "loss_pct"}
+    assert [h["address"] for h in st["hosts"]] == ["198.18.0.1", "198.18.0.2"]
+    assert [h["uri"] for h in st["hosts"]] == ["qemu+tcp://198.18.0.1/system", "qemu+tcp://198.18.0.2/system"]
+    uuids = set()
+    for h in st["hosts"]:
+        assert set(h) >= {"name", "address", "uri", "libvirtd_pid", "running", "domains"}
+        assert h["running"] is True and isinstance(h["libvirtd_pid"], int)
+        assert h["libvirtd_pid"] == hosts.libvirtd_pid(h["name"])
+        assert isinstance(h["domains"], list)
+        conn = libvirt.open(h["uri"])
+        try:
+            caps = ET.fromstring(conn.getCapabilities())
+            uuids.add(str(uuid.UUID(caps.findtext("host/uuid"))))
+        finally:
+            conn.close()
+    assert len(uuids) == 2, "both hosts report the same host UUID: libvirt would refuse to migrate"
+
+
+@pytest.mark.lab
+def test_host_exec_runs_inside_the_host(lab):
+    out = hosts.host_exec("mflab-a", ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=True)
+    assert "198.18.0.1/24" in out.stdout and "198.18.0.2" not in out.stdout
+    # the host's private mount namespace: its own /etc/libvirt
+    conf = hosts.host_exec("b", ["cat", "/etc/libvirt/libvirtd.conf"], capture_output=True, text=True, check=True).stdout
+    assert 'listen_addr = "198.18.0.2"' in conf
+
+
+@pytest.fixture
+def test_domain(lab):
+    """A minimal domain running on host A; destroyed wherever it ended up afterwards."""
+    libvirt = _libvirt()
+    name = f"mflab-test-{os.getpid()}"
+    conn_a = libvirt.open(A["uri"])
+    dom = conn_a.createXML(_domain_xml(name), 0)
+    yield name, dom
+    for h in (A, B):
+        conn = libvirt.open(h["uri"])
+        try:
+            d = conn.lookupByName(name)
+            d.destroy()
+        except libvirt.libvirtError:
+            pass
+        finally:
+            conn.close()
+    conn_a.close()
+
+
+@pytest.mark.lab
+def test_migrate_managed_direct_and_p2p(lab, test_domain):
+    libvirt = _libvirt()
+    name, dom = test_domain
+    conn_a, conn_b = libvirt.open(A["uri"]), libvirt.open(B["uri"])
+    try:
+        assert name in _running_names(conn_a)
+        assert hosts.qemu_pids("a"), "no QEMU process inside host a's namespace"
+        # A -> B, managed direct: this client talks to both daemons
+        new = dom.migrate(conn_b, libvirt.VIR_MIGRATE_LIVE, None, None, 0)
+        assert new is not None and new.name() == name
+        assert name in _running_names(conn_b) and name not in _running_names(conn_a)
+        # B -> A, peer to peer: host b's daemon talks to host a's
+        conn_b.lookupByName(name).migrateToURI3(A["uri"], {}, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER)
+        assert name in _running_names(conn_a) and name not in _running_names(conn_b)
+        st = hosts.status()
+        assert [d["name"] for d in st["hosts"][0]["domains"]] == [name]
+        assert st["hosts"][1]["domains"] == []
+    finally:
+        conn_a.close()
+        conn_b.close()
+
+
+_RECEIVER = r"""
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(20)
+print("ready", flush=True)
+c, _ = s.accept(); c.settimeout(20)
+n, first = 0, None
+while True:
+    b = c.recv(1 << 16)
+    if not b:
+        break
+    if first is None:
+        first = time.monotonic()
+    n += len(b)
+print(n, time.monotonic() - first, flush=True)
+"""
+
+_SENDER = r"""
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+buf = b"x" * (1 << 16); end = time.monotonic() + float(sys.argv[3]); sent = 0
+while time.monotonic() < end and sent < int(sys.argv[4]):
+    sent += c.send(buf)
+c.close()
+"""
+
+
+def _throughput_mbit(seconds: float = 3.0, max_bytes: int = 300 << 20) -> float:
+    """TCP throughput host a -> host b, measured by the receiver, in Mbit/s."""
+    port = "5201"
+    recv = subprocess.Popen(hosts.host_argv("b", [sys.executable, "-c", _RECEIVER, B["address"], port]), stdout=subprocess.PIPE, text=True)
+    try:
+        assert recv.stdout.readline().strip() == "ready"
+        hosts.host_exec("a", [sys.executable, "-c", _SENDER, B["address"], port, str(seconds), str(max_bytes)], check=True, timeout=30)
+        out, _ = recv.communicate(timeout=30)
+    finally:
+        if recv.poll() is None:
+            recv.kill()
+            recv.wait()
+    nbytes, secs = out.split()
+    return int(nbytes) * 8 / float(secs) / 1e6
+
+
+@pytest.mark.lab
+def test_shaping_rate_limits_throughput(lab):
+    before = hosts.status()["link"]
+    try:
+        hosts.shape(rate="50mbit")
+        assert hosts.status()["link"]["rate"] == "50mbit"
+        low = _throughput_mbit()
+        hosts.shape(rate="200mbit")
+        high = _throughput_mbit()
+    finally:
+        hosts.shape(**before)
+    assert 25 <= low <= 60, f"50mbit link measured {low:.1f} Mbit/s"
+    assert 100 <= high <= 230, f"200mbit link measured {high:.1f} Mbit/s"
+    assert high > 2 * low
+    qd = subprocess.run(["tc", "-n", A["name"], "qdisc", "show", "dev", f"{A['name']}-in"], capture_output=True, text=True).stdout
+    assert ("tbf" in qd) == bool(before.get("rate"))
+
+
+@pytest.mark.lab
+def test_shape_link_step_records_link(lab):
+    from migflow.plugins import get_plugins
+
+    step = get_plugins().step("shape-link")
+
+    class Ctx:
+        hosts = hosts.lab_host_pair()
+        state: dict = {}
+
+    ctx = Ctx()
+    before = hosts.status()["link"]
+    try:
+        step.run(ctx, {"rate": "100mbit"})
+        assert ctx.state["link"]["rate"] == "100mbit"
+        assert hosts.status()["link"]["rate"] == "100mbit"
+        step.run(ctx, {"clear": True})
+        assert ctx.state["link"] == {"rate": None, "delay_ms": None, "jitter_ms": None, "loss_pct": None}
+    finally:
+        hosts.shape(**before)
+
+
+@pytest.mark.lab
+def test_delay_shaping_or_clear_error(lab):
+    """netem may be missing from the kernel: then shaping a delay must say so clearly."""
+    before = hosts.status()["link"]
+    try:
+        if hosts.netem_available():
+            hosts.shape(delay_ms=20)
+            out = hosts.host_exec("a", ["ping", "-c", "3", "-i", "0.2", B["address"]], capture_output=True, text=True)
+            if out.returncode == 0:
+                avg = float(out.stdout.rsplit("=", 1)[1].split("/")[1])
+                assert avg >= 35, f"rtt {avg} ms with 20 ms each way"
+        else:
+            with pytest.raises(PrerequisiteError, match="netem"):
+                hosts.shape(delay_ms=20)
+            assert hosts.status()["link"]["delay_ms"] is None
+    finally:
+        hosts.shape(**before)
+
+
+@pytest.mark.lab
+def test_up_twice_is_idempotent(lab):
+    before_state = hosts.STATE_FILE.read_bytes()
+    before_mtime = hosts.STATE_FILE.stat().st_mtime_ns
+    pids = [hosts.libvirtd_pid(h["name"]) for h in hosts.LAB_HOSTS]
+    lines: list[str] = []
+    st = hosts.up(echo=lines.append)
+    assert st["up"] and lines == ["lab: already up"]
+    assert [h["libvirtd_pid"] for h in st["hosts"]] == pids
+    assert hosts.STATE_FILE.read_bytes() == before_state
+    assert hosts.STATE_FILE.stat().st_mtime_ns == before_mtime
+
+
+@pytest.mark.lab
+def test_up_recovers_from_killed_daemons(lab):
+    libvirt = _libvirt()
+    conn = libvirt.open(A["uri"])
+    conn.createXML(_domain_xml(f"mflab-orphan-{os.getpid()}"), 0)
+    conn.close()
+    orphans = hosts.qemu_pids("a")
+    assert orphans
+    state = json.loads(hosts.STATE_FILE.read_text())
+    old = [e["pid"] for e in state["pids"]]
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while hosts.is_up() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not hosts.is_up()
+    st = hosts.up(echo=lambda _m: None)
+    assert st["up"]
+    new = [h["libvirtd_pid"] for h in st["hosts"]]
+    assert all(new) and not set(new) & set(old)
+    assert all(h["domains"] == [] for h in st["hosts"])
+    assert not any(hosts._proc_start(p) for p in orphans), "the QEMU of the killed lab is still running"
+
+
+def _mount_lines_mentioning(paths: tuple[str, ...]) -> list[str]:
+    """Mount lines of every mount namespace on the machine that mention a lab path."""
+    seen, hits = set(), []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            ns = os.stat(f"/proc/{pid}/ns/mnt").st_ino
+            if ns in seen:
+                continue
+            seen.add(ns)
+            with open(f"/proc/{pid}/mountinfo") as f:
+                hits += [ln for ln in f if any(p in ln for p in paths)]
+        except OSError:
+            continue
+    return hits
+
+
+@pytest.mark.lab
+def test_zz_down_leaves_nothing(lab):
+    """Runs last in this module: down removes everything; then the lab comes back up."""
+    state = json.loads(hosts.STATE_FILE.read_text())
+    lines: list[str] = []
+    hosts.down(echo=lines.append)
+    assert lines[-1] == "lab: down"
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not any(h["name"] in netns for h in hosts.LAB_HOSTS), netns
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    assert "mflab" not in links, links
+    assert not any(hosts._alive(e) for e in state["pids"]), "a process the lab started is still alive"
+    assert not _mount_lines_mentioning((str(hosts.LAB_ROOT), "/run/netns/mflab")), "leftover mounts"
+    assert not hosts.STATE_FILE.exists()
+    assert not hosts._marked_pids()
+    again: list[str] = []
+    hosts.down(echo=again.append)
+    assert again == ["lab: already down; nothing to do"]
+    assert hosts.status()["up"] is False
+    # later test modules use the lab
+    assert hosts.up(echo=lambda _m: None)["up"]
