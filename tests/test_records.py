@@ -421,3 +421,24 @@ def test_every_column_is_documented():
     assert not missing, f"undocumented columns: {missing}"
     for table in TABLES:
         assert f"`{table}`" in doc
+
+
+def test_documented_sql_examples_run(tmp_path):
+    from migflow.records import run_sql
+
+    results = tmp_path / "results.duckdb"
+    record_run(results, run_id="ok-1")
+    rec, _ = record_run(results, run_id="bad-1", finish=False)
+    rec.add_step({"position": 1, "status": "failed", "error": "boom"})
+    rec.finish("failed", error="migrate failed: boom")
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", doc, re.S)
+    assert len(blocks) >= 5
+    con = open_readonly(results)
+    try:
+        outs = [run_sql(con, b.replace("RUN_ID", "ok-1")) for b in blocks]
+    finally:
+        con.close()
+    assert all(rows for _, _, rows in outs), [b for b, (_, _, rows) in zip(blocks, outs) if not rows]
+    summary = dict(zip(outs[0][0], outs[0][2][0]))
+    assert summary["mode"] == "p2p" and summary["legs"] == 4 and summary["total_ms"] == 22004 and summary["mbps"] == 507.3
