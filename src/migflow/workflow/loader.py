@@ -137,6 +137,12 @@ def did_you_mean(word: Any, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+def _dym(word: Any, choices: Iterable[str]) -> str:
+    """``did you mean 'x'? `` (to open a parenthesis) or an empty string."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 def _expected(schema: dict) -> str:
     t = schema.get("type")
     types = t if isinstance(t, list) else [t] if t else []
@@ -161,11 +167,12 @@ def _known_keys(schema: dict) -> list[str]:
     return [k for k in (schema.get("properties") or {}) if k != "use"]
 
 
-def translate(error: ValidationError, *, prefix: list | None = None, noun: str = "key") -> list[tuple[list, str]]:
+def translate(error: ValidationError, *, prefix: list | None = None, noun: str = "key", owner: str = "") -> list[tuple[list, str]]:
     """One jsonschema error -> ``[(path, message)]`` saying what is expected.
 
     :param prefix: prepended to the error's path (for a step's options).
-    :param noun: what an unknown property is called (``key``, ``option for step 'x'``).
+    :param noun: what an unknown property is called (``key``, ``option``).
+    :param owner: appended after the unknown name (`` of step 'migrate'``).
     """
     prefix = list(prefix or [])
     path = prefix + list(error.absolute_path)
@@ -183,7 +190,7 @@ def translate(error: ValidationError, *, prefix: list | None = None, noun: str =
                 return [(path, f"expected exactly one of {alternatives}; got {' and '.join(present)}")]
         context = [e for e in (error.context or []) if not _is_param_branch(branches[e.relative_schema_path[0]])]
         if context:
-            return translate(best_match(context), prefix=prefix, noun=noun)
+            return translate(best_match(context), prefix=prefix, noun=noun, owner=owner)
         return [(path, error.message)]
 
     if kw in ("additionalProperties", "unevaluatedProperties") and isinstance(inst, dict):
@@ -198,8 +205,8 @@ def translate(error: ValidationError, *, prefix: list | None = None, noun: str =
         for k in extras:
             hint = did_you_mean(k, known)
             if not hint:
-                hint = f" (expected one of: {', '.join(known)})" if known else " (this table takes no keys)"
-            out.append((path + [k], f"unknown {noun} {k!r}{hint}"))
+                hint = f" (expected one of: {', '.join(known)})" if known else " (none are allowed here)"
+            out.append((path + [k], f"unknown {noun} {k!r}{owner}{hint}"))
         return out
 
     if "propertyNames" in error.relative_schema_path or "propertyNames" in error.schema_path:
@@ -385,14 +392,13 @@ def _check_matrix(matrix: dict, issues: _Issues) -> tuple[dict, list, list]:
             if k not in params:
                 issues.add(
                     ["matrix", "exclude", i, k],
-                    f"exclude names {k!r}, which is not a matrix parameter{did_you_mean(k, params)}"
-                    f" (parameters: {', '.join(params) or 'none'})",
+                    f"exclude names {k!r}, which is not a matrix parameter ({_dym(k, params)}parameters: {', '.join(params) or 'none'})",
                 )
             elif not any(v == x and type(v) is type(x) for x in params[k]):
-                dym = did_you_mean(v, [str(x) for x in params[k]]) if isinstance(v, str) else ""
+                dym = _dym(v, [str(x) for x in params[k]]) if isinstance(v, str) else ""
                 issues.add(
                     ["matrix", "exclude", i, k],
-                    f"{_got(v)} is not a value of {k!r}{dym} (values: {_quote_list(params[k])}), so this rule excludes nothing",
+                    f"{_got(v)} is not a value of {k!r}, so this rule excludes nothing ({dym}values: {_quote_list(params[k])})",
                 )
     if not params and not include:
         issues.add(["matrix"], "the matrix names no parameter: add one (mode = [\"p2p\", \"managed-direct\"]) or an include list")
@@ -460,8 +466,8 @@ def _scenario_checks(wf: Workflow, doc: dict, plugins, issues: _Issues, core_val
                 unknown.add(tuple(path))
                 issues.add(
                     path,
-                    f"unknown parameter {name!r} in '${{{name}}}'{did_you_mean(name, all_params)}"
-                    f" (parameters: {', '.join(all_params) or 'none, the workflow has no [matrix]'}; write '$${{' for a literal '${{')",
+                    f"unknown parameter {name!r} in '${{{name}}}' ({_dym(name, all_params)}parameters: "
+                    f"{', '.join(all_params) or 'none, the workflow has no [matrix]'}; write '$${{' for a literal '${{')",
                 )
 
     per = _PerScenario(len(combos))
@@ -499,7 +505,7 @@ def _scenario_checks(wf: Workflow, doc: dict, plugins, issues: _Issues, core_val
             if v is False:
                 continue
             for err in v.iter_errors(options):
-                for path, msg in translate(err, prefix=["steps", s.index], noun=f"option for step {s.name!r}"):
+                for path, msg in translate(err, prefix=["steps", s.index], noun="option", owner=f" of step {s.name!r}"):
                     per.add(lab, path, msg)
     per.flush(issues)
     return combos

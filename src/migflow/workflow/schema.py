@@ -10,7 +10,7 @@ that read the ``#:schema`` comment (Taplo, Even Better TOML) use it as is.
 * ``backend`` becomes an enum of the registered backends;
 * each ``[[steps]]`` entry's ``use`` becomes an enum of the registered steps;
 * for each step ``X``, ``if {use: const X} then <X's options_schema + use>``, each
-  top-level option also accepting a ``${param}`` reference (the value is only
+  option value, at any depth, also accepting a ``${param}`` reference (the value is only
   known per scenario; the loader checks the resolved value).
 
 ``migflow schema`` prints this composed schema for editors that want step
@@ -56,14 +56,35 @@ def step_schema_for_editor(name: str, options_schema: dict) -> dict:
     s = copy.deepcopy(options_schema) if isinstance(options_schema, dict) else {}
     s.setdefault("type", "object")
     s["$id"] = f"urn:migflow:schemas:step:{name}"
+    _accept_parameters(s)
     props = s.get("properties")
-    if isinstance(props, dict):
-        for key, sub in list(props.items()):
-            props[key] = {"anyOf": [sub, {"$ref": f"{SCHEMA_ID}#/$defs/parameter"}]}
-    else:
+    if not isinstance(props, dict):
         props = s["properties"] = {}
     props["use"] = {"const": name, "description": s.get("description") or s.get("title") or f"the step {name!r}"}
     return s
+
+
+def _or_parameter(sub):
+    if not isinstance(sub, dict):
+        return sub
+    _accept_parameters(sub)
+    return {"anyOf": [sub, {"$ref": f"{SCHEMA_ID}#/$defs/parameter"}]}
+
+
+def _accept_parameters(schema: dict) -> None:
+    """Let every value described by ``schema`` (properties, items, at any depth) be a ``${param}``."""
+    for key in ("properties", "patternProperties", "$defs"):
+        table = schema.get(key)
+        if isinstance(table, dict):
+            for name, sub in list(table.items()):
+                table[name] = _or_parameter(sub) if key != "$defs" else (_accept_parameters(sub) or sub)
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            schema[key] = _or_parameter(schema[key])
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(key) or []:
+            if isinstance(sub, dict):
+                _accept_parameters(sub)
 
 
 def workflow_schema(plugins) -> dict:
