@@ -311,6 +311,18 @@ def test_delay_shaping_or_clear_error(lab):
 
 
 @pytest.mark.lab
+def test_prepare_hosts_and_default_hosts(lab):
+    from migflow.plugins import get_plugins
+
+    hook = get_plugins().hook
+    assert hook.migflow_default_hosts() == hosts.lab_host_pair()
+    lines: list[str] = []
+    hook.migflow_prepare_hosts(hosts=hosts.lab_host_pair(), echo=lines.append)  # up already: silent
+    hook.migflow_prepare_hosts(hosts=HostPair("qemu+tls://a.example/system", "qemu+tls://b.example/system"), echo=lines.append)
+    assert lines == []
+
+
+@pytest.mark.lab
 def test_up_twice_is_idempotent(lab):
     before_state = hosts.STATE_FILE.read_bytes()
     before_mtime = hosts.STATE_FILE.stat().st_mtime_ns
@@ -382,5 +394,10 @@ def test_zz_down_leaves_nothing(lab):
     hosts.down(echo=again.append)
     assert again == ["lab: already down; nothing to do"]
     assert hosts.status()["up"] is False
-    # later test modules use the lab
-    assert hosts.up(echo=lambda _m: None)["up"]
+    # later test modules use the lab: bring it back the way `migflow run` does
+    from migflow.plugins import get_plugins
+
+    lines = []
+    get_plugins().hook.migflow_prepare_hosts(hosts=hosts.lab_host_pair(), echo=lines.append)
+    assert lines[0] == "the lab is down; bringing it up (migflow lab up)"
+    assert hosts.is_up()
