@@ -442,3 +442,24 @@ def test_documented_sql_examples_run(tmp_path):
     assert all(rows for _, _, rows in outs), [b for b, (_, _, rows) in zip(blocks, outs) if not rows]
     summary = dict(zip(outs[0][0], outs[0][2][0]))
     assert summary["mode"] == "p2p" and summary["legs"] == 4 and summary["total_ms"] == 22004 and summary["mbps"] == 507.3
+
+
+def test_concurrent_runs_all_arrive(tmp_path):
+    """Several processes and threads finish runs at the same moment: every record arrives."""
+    results = tmp_path / "results.duckdb"
+    code = textwrap.dedent(f"""
+        import sys, threading
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_records import record_run
+        out = []
+        def one(i):
+            out.append(record_run({str(results)!r}, run_id=f"p{{sys.argv[1]}}-t{{i}}", wait_s=60)[1].ingested)
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+        [t.start() for t in ts]; [t.join() for t in ts]
+        print(sum(out))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(n)], stdout=subprocess.PIPE, text=True) for n in range(3)]
+    written = sum(int(p.communicate(timeout=120)[0]) for p in procs)
+    assert written == 9
+    assert not list_spools(results)
+    assert counts(results) == {"runs": 9, "steps": 18, "migrations": 18, "samples": 108}

@@ -182,7 +182,8 @@ class RunRecorder:
         self._run.update(normalize_row("runs", {"status": status, "error": error, "ended_at": time.time()}))
         self.flush()
         summary = ingest_spools(self.results_path, wait_s, first=self.path)
-        ok = self.run_id in summary.ingested
+        # not in our summary but gone: another thread or process wrote it meanwhile
+        ok = self.run_id in summary.ingested or (self.run_id not in summary.pending and not self.path.exists())
         if ok:
             msg = summary.message(self.results_path)
         elif summary.lock is not None:

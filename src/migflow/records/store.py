@@ -11,6 +11,7 @@ import json
 import os
 import random
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,8 @@ from .values import redact_uri, to_timestamp
 __all__ = ["IngestSummary", "DatabaseLocked", "open_readonly", "connect_writer", "ingest_spools", "ingest_pending", "pending_runs"]
 
 _PID_RE = re.compile(r"\(PID (\d+)\)")
+#: one ingest at a time in this process (other processes are kept out by DuckDB's file lock)
+_INGEST_LOCK = threading.RLock()
 
 
 class DatabaseLocked(StoreError):
@@ -206,6 +209,11 @@ def ingest_spools(results_path, wait_s: float = 10.0, *, first: Path | None = No
     ``first`` (a spool path) is written before the others.  Never raises for a
     locked database: the runs stay spooled and are listed in ``pending``.
     """
+    with _INGEST_LOCK:
+        return _ingest_spools(results_path, wait_s, first)
+
+
+def _ingest_spools(results_path, wait_s: float, first: Path | None) -> IngestSummary:
     summary = IngestSummary()
     paths = list_spools(results_path)
     if first is not None:
