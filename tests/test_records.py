@@ -304,6 +304,9 @@ def test_run_in_progress_is_left_alone(tmp_path):
     assert not rec.path.exists()
     with pytest.raises(RuntimeError, match="already finished"):
         rec.add_step({"position": 0})
+    rec.flush()
+    assert not rec.path.exists(), "a flush after finish() does not resurrect the spool"
+    assert rec.finish("completed").ingested, "finish() is idempotent"
 
 
 # -- redaction ----------------------------------------------------------------

@@ -162,9 +162,11 @@ class RunRecorder:
         }
 
     def flush(self) -> None:
-        """Rewrite the spool file atomically (temp file, fsync, rename)."""
+        """Rewrite the spool file atomically (temp file, fsync, rename).  No-op after :meth:`finish`."""
         from ..errors import StoreError
 
+        if self._finished is not None:
+            return
         try:
             write_spool(self.path, self._data())
         except OSError as exc:
