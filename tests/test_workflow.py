@@ -496,3 +496,21 @@ def test_cli_help_has_an_example():
 def test_shipped_workflows_validate_with_the_builtin_plugins(path):
     issues = validate_file(path, get_plugins())
     assert issues == [], "\n".join(map(str, issues))
+
+
+def test_the_example_in_the_docs_validates(tmp_path):
+    import re
+
+    text = (REPO / "docs" / "workflow.md").read_text()
+    example = re.search(r"```toml\n(#:schema.*?)```", text, re.S).group(1)
+    (tmp_path / "example.toml").write_text(example)
+    wf, issues = check_file_with_builtins(tmp_path / "example.toml")
+    assert issues == [], "\n".join(map(str, issues))
+    assert [s.label for s in wf.scenarios] == ["mode=p2p,rate=1gbit", "mode=p2p,rate=100mbit", "mode=managed-direct,rate=1gbit"]
+    assert len(wf.plan) == 9
+
+
+def check_file_with_builtins(path):
+    from migflow.workflow.loader import check_file
+
+    return check_file(path, get_plugins())
