@@ -311,6 +311,8 @@ def _read(file: str) -> tuple[str | None, str | None]:
     """(text, None) or (None, why it cannot be read)."""
     p = Path(file)
     try:
+        if p.exists() and not p.is_dir() and not p.is_file():  # /dev/zero, a FIFO: never read
+            return None, "is not a regular file"
         data = p.read_bytes()
     except FileNotFoundError:
         return None, "no such file"
@@ -450,7 +452,7 @@ def _scenario_checks(wf: Workflow, doc: dict, plugins, issues: _Issues, core_val
         issues.add(["matrix", "exclude"] if wf.exclude else ["matrix"], "every combination of the matrix is excluded: no scenario is left")
         return []
     all_params = list(dict.fromkeys(k for c in combos for k in c))
-    check_domain = not issues.touches("domain")
+    check_domain = isinstance(doc.get("domain"), dict) and not issues.touches("domain")
     sources: list[tuple[list, Any]] = []
     if check_domain:
         sources.append((["domain"], wf.domain))
