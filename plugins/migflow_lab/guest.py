@@ -1,0 +1,208 @@
+"""The lab's guest: a tiny multiboot kernel that dirties memory at a set rate.
+
+The kernel is built from the C and assembly sources in ``guest/`` with the
+machine's gcc, once per source/flags/compiler combination, into a cache
+directory.  See ``docs/guest.md`` for what the guest does and its serial
+heartbeat protocol (parsed by :mod:`migflow_lab.heartbeat`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from migflow.errors import PrerequisiteError, UsageError
+from migflow.registry import GuestImage
+
+__all__ = ["WORKLOAD_SCHEMA", "DEFAULTS", "build_kernel", "cache_dir", "cmdline", "guest_image", "normalize"]
+
+SOURCE_DIR = Path(__file__).with_name("guest")
+SOURCES = ("boot.S", "kernel.c")
+LINKER_SCRIPT = "kernel.ld"
+
+CFLAGS = (
+    "-m32", "-march=i686", "-O2", "-ffreestanding", "-fno-pic", "-fno-pie", "-no-pie",
+    "-fno-stack-protector", "-fno-asynchronous-unwind-tables", "-fno-builtin",
+    "-nostdlib", "-static", "-Wall",
+    "-Wl,-n", "-Wl,--build-id=none", "-Wl,--no-warn-rwx-segments",
+)
+
+GCC_HINT = "apt-get install gcc binutils (gcc must accept -m32; on non-x86 hosts install gcc-i686-linux-gnu)"
+
+#: Defaults applied to a workload table.
+DEFAULTS = {
+    "working_set_mib": 64,
+    "dirty_rate_mibs": 32,
+    "pattern": "sequential",
+    "heartbeat_us": 1000,
+}
+
+#: JSON Schema (draft 2020-12) of ``[domain.create.workload]``.
+WORKLOAD_SCHEMA: dict = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "migflow lab guest workload",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "working_set_mib": {
+            "description": "Memory the guest keeps dirtying, in MiB.  Clamped by the guest "
+            "to its RAM minus 2 MiB (and reported on serial).",
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 65536,
+            "default": DEFAULTS["working_set_mib"],
+        },
+        "dirty_rate_mibs": {
+            "description": "Target dirty rate in MiB/s (4 KiB pages dirtied per second x 4096 / 2^20). "
+            "0 or \"unbounded\" dirties as fast as the vCPU can, which a 1 Gbit/s migration "
+            "never converges on.",
+            "oneOf": [
+                {"type": "number", "minimum": 0, "maximum": 1000000},
+                {"const": "unbounded"},
+            ],
+            "default": DEFAULTS["dirty_rate_mibs"],
+        },
+        "pattern": {
+            "description": "Page order: sequential sweep, or random pages (xorshift32).",
+            "enum": ["sequential", "random"],
+            "default": DEFAULTS["pattern"],
+        },
+        "heartbeat_us": {
+            "description": "Period of the serial heartbeat byte, in microseconds of guest time.",
+            "type": "integer",
+            "minimum": 100,
+            "maximum": 1000000,
+            "default": DEFAULTS["heartbeat_us"],
+        },
+    },
+}
+
+
+def normalize(workload: dict | None) -> dict:
+    """Return ``workload`` validated against :data:`WORKLOAD_SCHEMA`, defaults applied.
+
+    :raises migflow.errors.UsageError: when the table is not valid.
+    """
+    import jsonschema
+
+    data = dict(workload or {})
+    errors = sorted(
+        jsonschema.Draft202012Validator(WORKLOAD_SCHEMA).iter_errors(data), key=lambda e: list(e.path)
+    )
+    if errors:
+        msgs = "; ".join(f"{'.'.join(map(str, e.path)) or 'workload'}: {e.message}" for e in errors)
+        raise UsageError(f"invalid guest workload: {msgs}")
+    return {**DEFAULTS, **data}
+
+
+def _rate_text(rate) -> str:
+    if rate == "unbounded" or rate == 0:
+        return "0"
+    text = f"{float(rate):.3f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def cmdline(workload: dict | None = None) -> str:
+    """The kernel command line for a workload table, e.g.
+    ``ws=64 rate=32 pattern=seq hb_us=1000``.
+
+    ``dirty_rate_mibs`` 0 or ``"unbounded"`` becomes ``rate=0`` (as fast as possible).
+    """
+    w = normalize(workload)
+    pattern = "seq" if w["pattern"] == "sequential" else "random"
+    return (
+        f"ws={int(w['working_set_mib'])} rate={_rate_text(w['dirty_rate_mibs'])} "
+        f"pattern={pattern} hb_us={int(w['heartbeat_us'])}"
+    )
+
+
+def cache_dir() -> Path:
+    """Where built kernels go: ``$MIGFLOW_CACHE_DIR``, else ``/var/cache/migflow``
+    for root, else ``$XDG_CACHE_HOME/migflow`` (``~/.cache/migflow``)."""
+    if os.environ.get("MIGFLOW_CACHE_DIR"):
+        return Path(os.environ["MIGFLOW_CACHE_DIR"])
+    if os.geteuid() == 0:
+        return Path("/var/cache/migflow")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "migflow"
+
+
+def _gcc() -> str:
+    gcc = os.environ.get("MIGFLOW_GUEST_CC") or shutil.which("gcc")
+    if not gcc:
+        raise PrerequisiteError("gcc not found: it is needed to build the lab's guest kernel", hint=GCC_HINT)
+    return gcc
+
+
+def _key(gcc: str) -> str:
+    h = hashlib.sha256()
+    for name in (*SOURCES, LINKER_SCRIPT):
+        h.update(name.encode() + b"\0" + (SOURCE_DIR / name).read_bytes() + b"\0")
+    h.update(" ".join(CFLAGS).encode())
+    try:
+        version = subprocess.run([gcc, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except OSError as e:
+        raise PrerequisiteError(f"cannot run {gcc}: {e}", hint=GCC_HINT) from None
+    h.update(version.encode())
+    return h.hexdigest()[:16]
+
+
+def build_kernel(force: bool = False) -> Path:
+    """Compile the guest kernel (if not cached) and return its path.
+
+    The file name carries a hash of the sources, flags and compiler version; the
+    build writes a temporary file and renames it into place, so concurrent
+    builds are safe.
+
+    :param force: rebuild even when the cached kernel exists.
+    :raises migflow.errors.PrerequisiteError: gcc is missing or cannot build 32-bit code.
+    """
+    gcc = _gcc()
+    out_dir = cache_dir()
+    target = out_dir / f"migflow-guest-{_key(gcc)}.elf"
+    if target.exists() and not force:
+        return target
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise PrerequisiteError(f"cannot create the cache directory {out_dir}: {e}",
+                                hint="set MIGFLOW_CACHE_DIR to a writable directory") from None
+    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".elf", dir=out_dir)
+    os.close(fd)
+    cmd = [gcc, *CFLAGS, "-T", str(SOURCE_DIR / LINKER_SCRIPT),
+           *(str(SOURCE_DIR / s) for s in SOURCES), "-o", tmp]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
+            raise PrerequisiteError(
+                f"gcc could not build the 32-bit guest kernel (exit {proc.returncode}):\n{tail}", hint=GCC_HINT
+            )
+        _check_multiboot(Path(tmp))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _check_multiboot(path: Path) -> None:
+    head = path.read_bytes()[:8192]
+    magic = (0x1BADB002).to_bytes(4, "little")
+    at = head.find(magic)
+    if at < 0 or at % 4:
+        raise PrerequisiteError(
+            f"{path}: the multiboot header is not in the first 8 KiB (the linker did not honour -n)",
+            hint=GCC_HINT,
+        )
+
+
+def guest_image(workload: dict | None = None) -> GuestImage:
+    """The :class:`~migflow.registry.GuestImage` for a workload table (builds the kernel if needed)."""
+    line = cmdline(workload)
+    return GuestImage(kernel=str(build_kernel()), cmdline=line, heartbeat=True)
