@@ -170,16 +170,21 @@ class LibvirtBackend(Backend):
                 return None
             raise
 
-    def _where(self, uuid: str) -> dict:
-        """``{"source": (dom, state) or None, "destination": ...}`` by UUID on both hosts."""
+    def _where(self, uuid: str, unreachable: dict | None = None) -> dict:
+        """``{"source": (dom, state) or None, "destination": ...}`` by UUID on both hosts.
+
+        Hosts that cannot be asked are left out of the answer's truth: their
+        error goes into ``unreachable[role]``.
+        """
         found = {}
         for role, uri in (("source", self.source_uri), ("destination", self.destination_uri)):
             try:
                 dom = self._lookup(self.conn(uri), uuid=uuid)
-            except (libvirt.libvirtError, HostError):
+                found[role] = (dom, _STATE_NAMES.get(dom.state()[0], "unknown")) if dom is not None else None
+            except (libvirt.libvirtError, HostError) as exc:
                 found[role] = None
-                continue
-            found[role] = (dom, _STATE_NAMES.get(dom.state()[0], "unknown")) if dom is not None else None
+                if unreachable is not None:
+                    unreachable[role] = str(exc)
         return found
 
     def prepare_domain(self, ctx, domain: dict, options: dict) -> dict:
@@ -490,18 +495,27 @@ class LibvirtBackend(Backend):
         d = ctx.state.get("domain")
         if not d:
             return {"action": "none", "message": "no domain was prepared"}
-        where = self._where(d["uuid"])
+        unreachable: dict = {}
+        where = self._where(d["uuid"], unreachable)
         found = {role: v[1] for role, v in where.items() if v}
         end: dict = {"found": found, "actions": []}
+        if unreachable and not found:
+            end["unreachable"] = unreachable
+            raise StepError(
+                f"could not find domain {d['name']!r} ({d['uuid']}): "
+                + "; ".join(f"{role} host unreachable: {err}" for role, err in unreachable.items()),
+                hint="when the hosts are back: migflow recover, or check with virsh -c URI list --all",
+            )
         if d.get("created") and not options.get("keep_created"):
             for role, v in where.items():
                 if not v:
                     continue
                 dom = v[0]
+                persistent = dom.isPersistent()  # a transient domain is gone once destroyed
                 if dom.isActive():
                     dom.destroy()
                     end["actions"].append(f"destroyed on {role}")
-                if dom.isPersistent():
+                if persistent:
                     dom.undefine()
                     end["actions"].append(f"undefined on {role}")
             if not found:
@@ -533,6 +547,9 @@ class LibvirtBackend(Backend):
             if state == "paused" and original.get("state") == "running":
                 src.resume()
                 end["actions"].append("resumed on the source")
+            if state == "running" and original.get("state") == "paused":
+                src.suspend()
+                end["actions"].append("paused again, as found")
             if original.get("state") == "shutoff" and src.isActive():
                 src.destroy()
                 end["actions"].append("shut off again, as found")

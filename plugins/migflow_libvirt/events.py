@@ -28,6 +28,8 @@ def ensure_event_loop() -> None:
     with _lock:
         if _started:
             return
+        # libvirt prints every error to stderr by default; migflow reports them itself.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
         libvirt.virEventRegisterDefaultImpl()
         threading.Thread(target=_loop, name="libvirt-events", daemon=True).start()
         _started = True

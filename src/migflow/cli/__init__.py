@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: expected errors become one message and an exit status."""
     debug = os.environ.get("MIGFLOW_DEBUG") or (argv or sys.argv).count("--debug")
     try:
-        cli.main(args=argv, prog_name="migflow", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="migflow", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("migflow: interrupted", err=True)
         sys.exit(130)
@@ -127,4 +127,4 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"migflow: internal error: {type(exc).__name__}: {exc}\n  (run again with --debug for the traceback, and please report it)", err=True)
         sys.exit(70)
-    sys.exit(0)
+    sys.exit(rc if isinstance(rc, int) else 0)
