@@ -193,6 +193,9 @@ def test_migrate_managed_direct_and_p2p(lab, test_domain):
     try:
         assert name in _running_names(conn_a)
         assert hosts.qemu_pids("a"), "no QEMU process inside host a's namespace"
+        # stdio_handler = "file": the domain runs without virtlogd
+        in_lab = hosts._pids_in_netns({hosts._netns_inode(h["name"]) for h in hosts.LAB_HOSTS})
+        assert not [p for p in in_lab if hosts._comm(p) == "virtlogd"]
         # A -> B, managed direct: this client talks to both daemons
         new = dom.migrate(conn_b, libvirt.VIR_MIGRATE_LIVE, None, None, 0)
         assert new is not None and new.name() == name

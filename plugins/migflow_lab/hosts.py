@@ -760,7 +760,8 @@ def shape(rate=None, delay_ms=None, jitter_ms=None, loss_pct=None) -> dict:
             proc = _run([*ns, *cmd], check=False)
             if proc.returncode != 0:
                 err = (proc.stderr or "").strip()
-                _run([*ns, "tc", "qdisc", "del", "dev", dev, "root"], check=False)
+                for other in LAB_HOSTS:  # never leave the link half-shaped
+                    _run(["ip", "netns", "exec", other["name"], "tc", "qdisc", "del", "dev", _veths(other)[1], "root"], check=False)
                 state["link"] = _empty_link()
                 _write_state(state)
                 if "netem" in cmd and "unknown" in err.lower():
