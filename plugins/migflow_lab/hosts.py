@@ -28,7 +28,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from contextlib import contextmanager
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -249,6 +251,36 @@ def _comm(pid: int) -> str:
             return f.read().strip()
     except OSError:
         return ""
+
+
+# -- lock --------------------------------------------------------------------------------------
+
+_lock = threading.RLock()
+_lock_depth = 0
+_lock_fd: int | None = None
+
+
+@contextmanager
+def _locked():
+    """Serialize up/down/shape between processes (two runs preparing the lab at once).
+
+    flock on the folder that holds LAB_ROOT (``/var/lib``): it leaves no file behind,
+    and LAB_ROOT itself comes and goes.  Reentrant within a process.
+    """
+    global _lock_depth, _lock_fd
+    with _lock:
+        if _lock_depth == 0:
+            LAB_ROOT.parent.mkdir(parents=True, exist_ok=True)
+            _lock_fd = os.open(LAB_ROOT.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fcntl.flock(_lock_fd, fcntl.LOCK_EX)
+        _lock_depth += 1
+        try:
+            yield
+        finally:
+            _lock_depth -= 1
+            if _lock_depth == 0:
+                os.close(_lock_fd)  # releases the flock
+                _lock_fd = None
 
 
 # -- state -------------------------------------------------------------------------------------
@@ -676,6 +708,11 @@ def up(rate=None, delay_ms=None, jitter_ms=None, loss_pct=None, echo: Echo = pri
     """
     echo = echo or _quiet
     check_prerequisites()
+    with _locked():
+        return _up(rate, delay_ms, jitter_ms, loss_pct, echo)
+
+
+def _up(rate, delay_ms, jitter_ms, loss_pct, echo: Echo) -> dict:
     want_shape = any(v is not None for v in (rate, delay_ms, jitter_ms, loss_pct))
     link = shaping.normalize(rate, delay_ms, jitter_ms, loss_pct) if want_shape else None
     state = _read_state()
@@ -717,11 +754,12 @@ def down(echo: Echo = print) -> None:
     echo = echo or _quiet
     if os.geteuid() != 0:
         raise PrerequisiteError("the lab needs root", hint="run as root, e.g. sudo migflow lab down")
-    state = _read_state()
-    if not _leftovers(state):
-        echo("lab: already down; nothing to do")
-        return
-    _teardown(state, echo)
+    with _locked():
+        state = _read_state()
+        if not _leftovers(state):
+            echo("lab: already down; nothing to do")
+            return
+        _teardown(state, echo)
     echo("lab: down")
 
 
@@ -749,6 +787,11 @@ def shape(rate=None, delay_ms=None, jitter_ms=None, loss_pct=None) -> dict:
     :returns: the link dict now in force.
     """
     link = shaping.normalize(rate, delay_ms, jitter_ms, loss_pct)
+    with _locked():
+        return _shape(link)
+
+
+def _shape(link: dict) -> dict:
     state = _read_state()
     if not _healthy(state):
         raise HostError("the lab is not up", hint="migflow lab up")
