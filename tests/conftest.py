@@ -29,6 +29,8 @@ def lab():
     """Bring the lab up if it is not (skipping when this machine cannot), yield its status()."""
     reason = _lab_skip_reason()
     if reason:
+        if os.environ.get("CI"):  # CI must run the lab tests, never skip them
+            pytest.fail(f"the lab is required in CI: {reason}")
         pytest.skip(reason)
     from migflow.errors import PrerequisiteError
     from migflow_lab import hosts
@@ -37,5 +39,7 @@ def lab():
         try:
             hosts.up(echo=lambda _m: None)
         except PrerequisiteError as exc:
+            if os.environ.get("CI"):
+                pytest.fail(f"the lab is required in CI and cannot start: {exc}")
             pytest.skip(f"the lab cannot start here: {exc}")
     yield hosts.status()

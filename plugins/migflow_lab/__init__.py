@@ -16,6 +16,9 @@ __all__ = [
     "migflow_prepare_hosts",
     "migflow_register_steps",
     "migflow_guest_image",
+    "migflow_leg_started",
+    "migflow_leg_finished",
+    "migflow_run_finished",
 ]
 
 
@@ -59,3 +62,27 @@ def migflow_guest_image(workload):
     from .guest import guest_image
 
     return guest_image(workload)
+
+
+# -- the guest's own view: heartbeat-measured pause around each leg (see .observe) --
+
+
+@hookimpl
+def migflow_leg_started(ctx, leg):
+    from .observe import leg_started
+
+    leg_started(ctx, leg)
+
+
+@hookimpl
+def migflow_leg_finished(ctx, leg):
+    from .observe import leg_finished
+
+    leg_finished(ctx, leg)
+
+
+@hookimpl
+def migflow_run_finished(ctx):
+    from .observe import run_finished
+
+    run_finished(ctx)
