@@ -54,6 +54,7 @@ PREPARE_OPTIONS = {
     "additionalProperties": False,
     "properties": {
         "wait_timeout_s": {"type": "number", "minimum": 1, "maximum": 3600, "default": 60, "description": "how long to wait for the guest to run (and for its first heartbeat)"},
+        "warmup_s": {"type": "number", "minimum": 0, "maximum": 3600, "default": 0, "description": "once the guest runs, wait this long before the next step (lets a workload dirty its whole working set)"},
     },
 }
 

@@ -12,7 +12,10 @@ __all__ = ["prepare_domain", "set_capabilities", "migrate", "restore", "validate
 def prepare_domain(ctx, options: dict) -> dict:
     info = ctx.backend.prepare_domain(ctx, ctx.scenario.domain, options)
     ctx.recorder.set_run(domain=info, host_versions=ctx.backend.host_info())
-    return info
+    ctx.recorder.flush()
+    if options.get("warmup_s"):
+        time.sleep(options["warmup_s"])
+    return {k: v for k, v in info.items() if k != "xml"}  # the XML is in runs.domain
 
 
 def set_capabilities(ctx, options: dict) -> dict:

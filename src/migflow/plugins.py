@@ -34,6 +34,7 @@ DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
     ("steps", "migflow_steps"),
     ("libvirt", "migflow_libvirt"),
     ("lab", "migflow_lab"),
+    ("qemu", "migflow_qemu"),
 )
 
 

@@ -1,0 +1,1 @@
+"""Built-in migflow plugin: a QEMU backend without libvirt (QMP directly)."""

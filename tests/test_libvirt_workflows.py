@@ -1,0 +1,169 @@
+"""End to end on the lab: the shipped workflows migrate real guests between
+two real libvirtd daemons, and what they record is consistent.
+
+Each workflow runs once per session (module fixture ``ran``) through the real
+command line; the tests then read the DuckDB file it wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ["zstack_default", "managed_direct", "p2p", "p2p_tunnelled", "unmanaged_direct", "xbzrle", "seed_comparison"]
+MODE = {"zstack_default": "zstack", "managed_direct": "managed-direct", "p2p": "p2p", "p2p_tunnelled": "p2p-tunnelled",
+        "unmanaged_direct": "unmanaged-direct", "xbzrle": "zstack"}
+
+
+def migflow(*args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "migflow", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def query(db, sql, *params):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(sql, params).fetchall()
+
+
+@pytest.fixture(scope="module")
+def ran(lab, tmp_path_factory):
+    """workflow name -> (results file, completed process), each run at most once."""
+    cache = {}
+
+    def run(name):
+        if name not in cache:
+            db = tmp_path_factory.mktemp(name) / "results.duckdb"
+            proc = migflow("run", str(ROOT / "workflows" / f"{name}.toml"), "--results", str(db))
+            cache[name] = (db, proc)
+        return cache[name]
+
+    yield run
+    # the link shaping of seed_comparison must not slow later modules
+    subprocess.run([sys.executable, "-m", "migflow", "lab", "shape", "--clear"], capture_output=True)
+
+
+@pytest.mark.parametrize("name", [w for w in WORKFLOWS if w != "unmanaged_direct" and w != "seed_comparison"])
+def test_workflow_migrates_and_records_consistent_statistics(ran, name):
+    db, proc = ran(name)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    runs = query(db, "SELECT run_id, status, error, host_versions, domain FROM runs ORDER BY plan_index")
+    assert len(runs) == 2 and all(r[1] == "completed" for r in runs), runs
+    versions = json.loads(runs[0][3])
+    assert versions["source"]["libvirt"] and versions["source"]["hypervisor_version"] and versions["source"]["kernel"]
+    legs = query(db, """SELECT run_id, leg, mode, status, wall_ms, total_time, setup_time, downtime, ram_total, ram_transferred,
+                               ram_normal, ram_normal_bytes, ram_page_size, ram_mbps, ram_dirty_sync_count, guest_pause_ms, stats
+                        FROM migrations ORDER BY run_id, leg""")
+    assert len(legs) == 4  # two runs, there and back
+    for (run_id, leg, mode, status, wall, total, setup, down, ram_total, sent, normal, normal_bytes, page, mbps, iters, pause, stats) in legs:
+        assert mode == MODE[name] and status == "completed"
+        assert iters >= 1
+        assert page == 4096 and normal_bytes == normal * page
+        assert normal_bytes <= sent <= ram_total * 1.5  # sent bytes include the normal pages, plus headers
+        assert ram_total >= 256 * 2**20 * 0.95  # the guest's RAM
+        assert 0 < total <= wall + 1  # QEMU/libvirt job time within the client's wall time
+        assert 0 <= setup <= total and 0 <= down <= total
+        # Mbit/s against bytes and time: the average rate cannot exceed the reported peak rate by much,
+        # and the job sent its bytes within total_time.
+        average_mbps = sent * 8 / (total / 1000) / 1e6
+        assert mbps > 0 and average_mbps <= mbps * 3, (average_mbps, mbps)
+        assert pause is not None and pause >= 0  # the guest's own view of the pause
+        assert json.loads(stats)["libvirt"]["memory_processed"] == sent  # raw statistics kept
+        samples = query(db, "SELECT count(*), count(DISTINCT kind), max(transferred) FROM samples WHERE run_id = ? AND leg = ?", run_id, leg)
+        assert samples[0][0] >= 2, f"no samples for {run_id} leg {leg}"
+        assert samples[0][2] <= sent
+    # after each run the domain was back on its source, running (restore found it there before removing it)
+    for (result,) in query(db, "SELECT result FROM steps WHERE step = 'restore'"):
+        assert json.loads(result)["found"] == {"source": "running"}
+
+
+def test_xbzrle_was_in_force(ran):
+    db, proc = ran("xbzrle")
+    assert proc.returncode == 0, proc.stderr
+    flags = query(db, "SELECT DISTINCT list_sort(flags) FROM migrations")
+    assert flags == [(["compressed", "live", "peer2peer", "persistent", "undefinesource"],)]
+    caches = query(db, "SELECT xbzrle_cache_cache_size FROM migrations")
+    assert all(c == 67108864 for (c,) in caches), caches
+
+
+def test_unmanaged_direct_is_recorded_failed_with_libvirts_message(ran):
+    db, proc = ran("unmanaged_direct")
+    assert proc.returncode == 0, proc.stderr  # the step expects the refusal
+    [(status, error, wall)] = query(db, "SELECT status, error, wall_ms FROM migrations")
+    assert status == "failed"
+    assert error == "argument unsupported: direct migration is not supported by the source host"
+    assert wall < 1000  # refused at once, as the seed saw (0.014 s)
+    assert query(db, "SELECT status FROM runs") == [("completed",)]
+
+
+def test_seed_comparison_covers_every_mode_twice(ran):
+    db, proc = ran("seed_comparison")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = query(db, """SELECT r.scenario, m.status, count(*) FROM migrations m JOIN runs r USING (run_id)
+                        GROUP BY ALL ORDER BY ALL""")
+    by = {(s, st): n for s, st, n in rows}
+    for mode in ("managed-direct", "p2p", "p2p-tunnelled", "zstack"):
+        assert by[(f"mode={mode},xbzrle=false", "completed")] == 4  # 2 repetitions x there and back
+    assert by[("mode=zstack,xbzrle=true", "completed")] == 4
+    assert by[("mode=unmanaged-direct,xbzrle=false", "failed")] == 2
+    # the link was shaped to 1 Gbit/s: migrations run near it, as the seed's 905 Mbit/s on real 1 GbE
+    [(median, average)] = query(db, """SELECT median(ram_mbps), max(ram_transferred * 8 / (total_time / 1000) / 1e6)
+                                       FROM migrations WHERE status = 'completed'""")
+    assert 700 <= median <= 1100, median
+    assert average <= 1000 * 1.05, average  # bytes over time cannot beat the shaped link
+
+
+def test_existing_domain_is_put_back_on_its_source(lab, tmp_path):
+    """zstack mode one way only (undefinesource): restore must migrate the domain back."""
+    import libvirt
+
+    from migflow_lab.guest import guest_image
+
+    src, dst = (h["uri"] for h in lab["hosts"])
+    image = guest_image({"working_set_mib": 16, "dirty_rate_mibs": 8})
+    xml = f"""<domain type='{lab['accel'] if lab['accel'] == 'kvm' else 'qemu'}'><name>e2e-existing</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
+      <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{image.kernel}</kernel><cmdline>{image.cmdline}</cmdline></os>
+      <devices><serial type='pty'/><memballoon model='none'/></devices></domain>"""
+    sconn, dconn = libvirt.open(src), libvirt.open(dst)
+    for conn in (sconn, dconn):
+        try:
+            old = conn.lookupByName("e2e-existing")
+            if old.isActive():
+                old.destroy()
+            old.undefine()
+        except libvirt.libvirtError:
+            pass
+    dom = sconn.defineXML(xml)
+    dom.create()
+    wf = tmp_path / "existing.toml"
+    wf.write_text(
+        'name = "existing"\n[domain]\nname = "e2e-existing"\n'
+        '[[steps]]\nuse = "prepare-domain"\n[[steps]]\nuse = "migrate"\nmode = "zstack"\n'
+        '[[steps]]\nuse = "collect-qmp"\n[[steps]]\nuse = "restore"\n'
+    )
+    db = tmp_path / "r.duckdb"
+    try:
+        proc = migflow("run", str(wf), "--results", str(db))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        back = sconn.lookupByName("e2e-existing")
+        assert back.isActive() and back.state()[0] == libvirt.VIR_DOMAIN_RUNNING and back.isPersistent()
+        with pytest.raises(libvirt.libvirtError):
+            dconn.lookupByName("e2e-existing")
+        [(result,)] = query(db, "SELECT result FROM steps WHERE step = 'restore'")
+        assert "migrated back to the source" in json.loads(result)["actions"]
+    finally:
+        for conn in (sconn, dconn):
+            try:
+                d = conn.lookupByName("e2e-existing")
+                if d.isActive():
+                    d.destroy()
+                d.undefine()
+            except libvirt.libvirtError:
+                pass
