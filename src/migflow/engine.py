@@ -116,6 +116,7 @@ class Engine:
                 "migflow_version": __version__,
                 "hostname": socket.gethostname(),
                 "started_at": time.time(),
+                "extra": {"order": wf.order, "seed": wf.seed},  # seed: of order = "shuffled", to reproduce the plan
             },
         )
         ctx = RunContext(

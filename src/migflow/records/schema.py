@@ -165,7 +165,7 @@ def ddl(table: str) -> str:
 
 
 def ensure_schema(con) -> None:
-    """Create missing tables; refuse a file written by a newer migflow."""
+    """Create missing tables and (re)create the statistics views; refuse a file written by a newer migflow."""
     from .. import __version__
     from ..errors import StoreError
 
@@ -184,3 +184,6 @@ def ensure_schema(con) -> None:
             hint="upgrade migflow, or write to another file with --results",
         )
     # current < SCHEMA_VERSION: future migrations go here, one step per version.
+    from .views import ensure_views
+
+    ensure_views(con)  # the statistics views (docs/statistics.md), always current

@@ -20,6 +20,7 @@ from ..errors import StoreError
 from .schema import TABLES, ensure_schema
 from .spool import list_spools, pid_alive, read_spool, spool_dir
 from .values import redact_uri, to_timestamp
+from .views import ensure_temp_views
 
 __all__ = ["IngestSummary", "DatabaseLocked", "open_readonly", "connect_writer", "ingest_spools", "ingest_pending", "pending_runs"]
 
@@ -85,9 +86,11 @@ def open_readonly(results_path, wait_s: float = 3.0):
         )
         raise StoreError(f"no results database at {path}", hint=hint)
     try:
-        return _connect(path, read_only=True, wait_s=wait_s)
+        con = _connect(path, read_only=True, wait_s=wait_s)
     except DatabaseLocked as exc:
         raise StoreError(f"{exc.message} (it is being written); try again in a moment", hint=exc.detail) from None
+    ensure_temp_views(con)  # a file written before the statistics views existed gets them as TEMP views
+    return con
 
 
 def connect_writer(results_path, wait_s: float):
