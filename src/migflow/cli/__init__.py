@@ -27,6 +27,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "query": ("migflow.cli.query", "query", "Run read-only SQL on the results database."),
     "runs": ("migflow.cli.runs", "runs", "List recent runs and their status."),
     "ingest": ("migflow.cli.ingest", "ingest", "Move spooled run records into the results database."),
+    "compare": ("migflow.cli.compare", "compare", "Do two scenarios differ on a metric? Difference, 95% CI, verdict."),
+    "report": ("migflow.cli.report", "report", "Write a self-contained HTML report (tables, charts, time series); PNGs too."),
+    "export": ("migflow.cli.export", "export", "Export every table to Parquet or CSV files for notebooks and other tools."),
 }
 
 
