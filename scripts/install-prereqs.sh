@@ -17,7 +17,8 @@ apt-get install -y -q --no-install-recommends \
     libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config \
     iproute2 util-linux procps \
     gcc libc6-dev libc6-dev-i386 \
-    python3 python3-dev python3-pip python3-venv
+    python3 python3-dev python3-pip python3-venv \
+    chromium
 
 # Without libvirt-daemon-system these do not exist, and libvirt's QEMU driver
 # refuses to start ("Failed to parse user 'libvirt-qemu'") even when qemu.conf
