@@ -1,1 +1,80 @@
-"""Built-in migflow plugin: a QEMU backend without libvirt (QMP directly)."""
+"""Built-in plugin: a QEMU backend without libvirt (QMP directly).
+
+``backend = "qemu"`` in a workflow.  migflow starts the source and
+destination QEMU processes itself, on the lab's hosts (inside their
+namespaces) or on this machine, and drives them over QMP: see
+:mod:`migflow_qemu.backend` and docs/qemu-backend.md.
+
+Host URIs (see :mod:`migflow_qemu.hosts`): ``qemu+lab://mflab-a``, the lab's
+libvirt URIs (the default hosts), ``qemu+local://ADDRESS``.
+
+Modes (``mode = "..."`` in the migrate step):
+
+===============  ===================  ==================================================
+mode             flags                 what QEMU does
+===============  ===================  ==================================================
+qmp-tcp          live                  ``migrate tcp:DEST:PORT``: pre-copy, one connection
+qmp-multifd      live, parallel        capability ``multifd`` on both sides: several TCP
+                                       channels (parameter ``multifd-channels``, QEMU's
+                                       default 2)
+===============  ===================  ==================================================
+"""
+
+from __future__ import annotations
+
+from migflow.hookspecs import hookimpl
+from migflow.registry import BackendSpec, ModeSpec
+
+__all__ = ["migflow_register_backends", "migflow_register_modes", "migflow_prepare_hosts", "migflow_validate_scenario", "MODES"]
+
+
+def _unsupported() -> dict:
+    from .backend import UNSUPPORTED_FLAGS  # no heavy imports there: os, threading, subprocess
+
+    return dict(UNSUPPORTED_FLAGS)
+
+
+MODES = (
+    ModeSpec("qmp-tcp", "qemu", ("live",), incompatible=_unsupported(), description="QMP migrate to tcp:DEST:PORT, pre-copy over one connection (no libvirt)"),
+    ModeSpec("qmp-multifd", "qemu", ("live", "parallel"), incompatible=_unsupported(), description="QMP migrate with the multifd capability on both sides (multifd-channels connections)"),
+)
+
+
+def _factory(source_uri: str, destination_uri: str):
+    from .backend import QemuBackend
+
+    return QemuBackend(source_uri, destination_uri)
+
+
+@hookimpl
+def migflow_register_backends(register):
+    register(BackendSpec("qemu", _factory, description="QEMU processes started by migflow and driven over QMP (no libvirt): qemu+lab://HOST, qemu+local://ADDRESS"))
+
+
+@hookimpl
+def migflow_register_modes(register):
+    for mode in MODES:
+        register(mode)
+
+
+@hookimpl
+def migflow_prepare_hosts(hosts, echo):
+    """Bring the lab up for ``qemu+lab://`` hosts (the lab plugin does it for its libvirt URIs)."""
+    uris = [getattr(hosts, "source", None), getattr(hosts, "destination", None)]
+    if not any(isinstance(u, str) and u.startswith("qemu+lab://") for u in uris):
+        return
+    from migflow_lab import hosts as lab
+
+    if not lab.is_up():
+        echo("the lab is down; bringing it up (migflow lab up)")
+        lab.up(echo=echo)
+
+
+@hookimpl
+def migflow_validate_scenario(workflow, scenario, plugins):
+    if getattr(workflow, "backend", None) != "qemu":
+        return []
+    domain = scenario.domain or {}
+    if "create" not in domain:
+        return [("domain", "the qemu backend starts its own guest: describe it in [domain.create] ([domain] name/uuid name libvirt domains)")]
+    return []

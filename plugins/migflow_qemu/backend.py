@@ -1,0 +1,451 @@
+"""The QEMU backend: QEMU processes started by migflow, driven over QMP, no libvirt.
+
+Per leg: start the destination QEMU with ``-incoming defer`` on the
+destination host, give it the same migration capabilities and parameters as
+the source, ``migrate-incoming tcp:ADDRESS:0`` (QEMU picks a free port, read
+back from ``query-migrate``), then ``migrate`` on the source.  The client wall
+time runs from sending ``migrate`` to seeing ``completed`` (the ``MIGRATION``
+event, or a ``query-migrate`` poll).  The source QEMU stays up, paused in
+``postmigrate``, so its final ``query-migrate`` is read directly and stored
+raw as the leg's final statistics; then the source QEMU is quit.  The way back
+starts a fresh incoming QEMU on the first host.
+
+Statistics are QMP's own: no translation.  Like libvirt, the backend switches
+on the ``events`` capability (one ``MIGRATION_PASS`` event per iteration
+gives an ``iteration`` sample) and lifts QEMU's default bandwidth cap of
+128 MiB/s to libvirt's default (unlimited) unless the workflow sets
+``max-bandwidth``, so the two backends migrate under the same rules.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import platform
+import re
+import shutil
+import subprocess
+import threading
+import time
+import uuid as uuidlib
+from urllib.parse import urlsplit
+
+from migflow.backend import Backend
+from migflow.errors import HostError, PrerequisiteError, StepError
+
+from .hosts import QemuHost, resolve
+from .process import QemuProcess
+from .qmp import QMPConnectionError, QMPError
+
+__all__ = ["QemuBackend", "FLAG_CAPABILITIES", "UNSUPPORTED_FLAGS", "LIBVIRT_MAX_BANDWIDTH", "SERIAL_DIR", "RUN_DIR", "accel"]
+
+QEMU = os.environ.get("MIGFLOW_QEMU_BINARY", "qemu-system-x86_64")
+#: where guests write their heartbeat (the same folder as the libvirt backend's)
+SERIAL_DIR = "/var/tmp/migflow/serial"
+#: QMP sockets and QEMU logs, one folder per run
+RUN_DIR = "/var/tmp/migflow/qemu"
+#: libvirt's default migration bandwidth (unlimited: INT64_MAX MiB/s rounded to MiB), in bytes/s.
+#: QEMU's own default is 128 MiB/s.
+LIBVIRT_MAX_BANDWIDTH = (2**63 - 1) // 2**20 * 2**20
+
+#: migrate-step flag -> the QEMU capability it switches on (both sides)
+FLAG_CAPABILITIES = {
+    "parallel": "multifd",
+    "compressed": "xbzrle",
+    "auto-converge": "auto-converge",
+    "postcopy": "postcopy-ram",
+}
+#: flags only libvirt knows; refused at validation time for qemu modes
+UNSUPPORTED_FLAGS = {
+    "persistent": "the qemu backend keeps no domain definitions",
+    "undefinesource": "the qemu backend keeps no domain definitions",
+    "tunnelled": "only libvirtd can tunnel the migration stream",
+    "tls": "QEMU TLS needs tls-creds objects the qemu backend does not create",
+    "unsafe": "a libvirt safety check; QEMU has none to skip",
+    "abort-on-error": "a libvirt flag (abort on guest I/O errors)",
+    "paused": "not implemented by the qemu backend",
+}
+_TERMINAL = ("completed", "failed", "cancelled")
+#: QMP run states in which the guest lives in that process
+_HOLDS_GUEST = ("running", "paused", "prelaunch", "debug", "suspended", "watchdog", "io-error", "finish-migrate", "restore-vm", "save-vm", "colo")
+
+
+def accel() -> str:
+    """``kvm`` when /dev/kvm answers, else ``tcg``; ``MIGFLOW_QEMU_ACCEL`` (or the lab's
+    ``MIGFLOW_LAB_ACCEL``) forces it."""
+    for var in ("MIGFLOW_QEMU_ACCEL", "MIGFLOW_LAB_ACCEL"):
+        forced = os.environ.get(var, "").lower()
+        if forced in ("kvm", "tcg"):
+            return forced
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return "tcg"
+    try:
+        return "kvm" if fcntl.ioctl(fd, 0xAE00) == 12 else "tcg"  # KVM_GET_API_VERSION
+    except OSError:
+        return "tcg"
+    finally:
+        os.close(fd)
+
+
+def _qmp_call(proc: QemuProcess, command: str, arguments: dict | None = None, timeout: float = 30.0):
+    try:
+        return proc.qmp.execute(command, arguments, timeout=timeout)
+    except (QMPError, QMPConnectionError) as exc:
+        raise StepError(f"QEMU on {proc.host.name}: {exc}") from None
+
+
+class QemuBackend(Backend):
+    name = "qemu"
+
+    def __init__(self, source_uri: str, destination_uri: str):
+        super().__init__(source_uri, destination_uri)
+        self.hosts: dict[str, QemuHost] = {}
+        #: run host URI -> the QEMU process migflow started there (at most one per host)
+        self.procs: dict[str, QemuProcess] = {}
+        self.spent: list[QemuProcess] = []  # ended processes, for restore's report
+        self.run_dir: str | None = None
+        self._count = 0
+        self._lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------
+    def open(self) -> None:
+        for uri in (self.source_uri, self.destination_uri):
+            self.hosts[uri] = resolve(uri)
+        if shutil.which(QEMU) is None:
+            raise PrerequisiteError(f"{QEMU} not found", hint="apt-get install qemu-system-x86 (or set MIGFLOW_QEMU_BINARY)")
+        for host in self.hosts.values():
+            host.argv(["true"])  # a lab host that is down raises HostError here
+
+    def close(self) -> None:
+        for proc in list(self.procs.values()):
+            if not proc.kept:
+                proc.stop()
+        for proc in self.procs.values():
+            if proc.qmp is not None:
+                proc.qmp.close()
+        if self.run_dir and not any(p.kept for p in self.procs.values()):
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _role(self, uri: str) -> str:
+        return "source" if uri == self.source_uri else "destination"
+
+    def host_info(self) -> dict:
+        info: dict = {}
+        for uri, host in self.hosts.items():
+            entry = {**host.info(), "hypervisor": "QEMU", "accel": accel()}
+            proc = self.procs.get(uri)
+            try:
+                if proc is not None and proc.alive():
+                    v = _qmp_call(proc, "query-version")
+                    q = v["qemu"]
+                    entry.update(hypervisor_version=f"{q['major']}.{q['minor']}.{q['micro']}", qemu_package=v.get("package"), version_from="query-version")
+                else:
+                    out = subprocess.run(host.argv([QEMU, "--version"]), capture_output=True, text=True, timeout=30).stdout
+                    m = re.search(r"version (\d+\.\d+\.\d+)(?: \((.*)\))?", out)
+                    if m:
+                        entry.update(hypervisor_version=m.group(1), qemu_package=m.group(2), version_from=f"{QEMU} --version")
+            except (StepError, HostError, OSError, subprocess.SubprocessError) as exc:
+                entry["error"] = str(exc)
+            info[self._role(uri)] = entry
+        info["client"] = {"python": platform.python_version(), "kernel": platform.release(), "qmp_client": "migflow_qemu.qmp"}
+        return info
+
+    # -- processes ----------------------------------------------------------------
+    def _start(self, ctx, uri: str, incoming: bool) -> QemuProcess:
+        d = ctx.state["domain"]
+        host = self.hosts[uri]
+        if self.run_dir is None:
+            self.run_dir = os.path.join(RUN_DIR, ctx.run_id)
+            os.makedirs(self.run_dir, exist_ok=True)
+        with self._lock:
+            self._count += 1
+            n = self._count
+        qmp_path = os.path.join(self.run_dir, f"{n}.qmp")
+        log_path = os.path.join(self.run_dir, f"{n}-{host.name}.log")
+        argv = [
+            QEMU, "-name", d["name"], "-uuid", d["uuid"],
+            "-M", "pc", "-accel", d["accel"], "-m", str(d["memory_mib"]), "-smp", str(d["vcpus"]),
+            "-kernel", d["kernel"], "-append", d["cmdline"],
+            "-qmp", f"unix:{qmp_path},server=on,wait=off",
+            "-display", "none", "-nodefaults", "-no-user-config",
+        ]
+        if d.get("serial_path"):
+            argv += ["-chardev", f"file,append=on,id=s0,path={d['serial_path']}", "-serial", "chardev:s0"]
+        if incoming:
+            argv += ["-incoming", "defer"]
+        proc = QemuProcess(host, host.argv(argv), qmp_path, log_path, self._role(uri))
+        proc.start()
+        return proc
+
+    # -- steps ----------------------------------------------------------------------
+    def prepare_domain(self, ctx, domain: dict, options: dict) -> dict:
+        if "create" not in domain:
+            raise StepError("the qemu backend starts its own guest: describe it in [domain.create]", hint="[domain] name/uuid name libvirt domains; use backend = \"libvirt\" for those")
+        create = domain["create"]
+        timeout = options.get("wait_timeout_s", 60)
+        workload = dict(create.get("workload") or {})
+        image = ctx.hook.migflow_guest_image(workload=workload)
+        if image is None:
+            raise StepError("no plugin provides a guest image for [domain.create]", hint="the built-in lab plugin does; is it disabled (MIGFLOW_DISABLE_PLUGINS)?")
+        name = create.get("name") or "migflow-guest"
+        if "," in name:
+            raise StepError(f"domain name {name!r}: QEMU's -name cannot contain a comma")
+        uid = str(uuidlib.uuid4())
+        serial_path = None
+        if image.heartbeat:
+            os.makedirs(SERIAL_DIR, exist_ok=True)
+            serial_path = os.path.join(SERIAL_DIR, f"{uid}.log")
+        d = {
+            "uuid": uid, "name": name, "created": True, "host": "source", "state": "running", "persistent": False,
+            "serial_path": serial_path, "virt_type": accel(), "accel": accel(),
+            "memory_mib": create.get("memory_mib", 256), "vcpus": create.get("vcpus", 1),
+            "kernel": image.kernel, "cmdline": image.cmdline,
+        }
+        ctx.state["domain"] = d
+        ctx.state["original"] = dict(d)
+        proc = self._start(ctx, self.source_uri, incoming=False)
+        self.procs[self.source_uri] = proc
+        self._wait_running(proc, timeout, serial_path)
+        return {
+            "backend": "qemu",
+            "uuid": uid,
+            "name": name,
+            "created": True,
+            "state": "running",
+            "accel": d["accel"],
+            "memory_mib": d["memory_mib"],
+            "vcpus": d["vcpus"],
+            "pid": proc.pid,
+            "argv": proc.argv,
+            "guest": {"kernel": image.kernel, "cmdline": image.cmdline, "workload": workload, "heartbeat": serial_path},
+        }
+
+    def _wait_running(self, proc: QemuProcess, timeout: float, serial_path: str | None) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise StepError(f"QEMU on {proc.host.name} exited: {proc.log_tail() or 'no message'}")
+            running = proc.status() == "running"
+            beating = serial_path is None or (os.path.exists(serial_path) and os.path.getsize(serial_path) > 64)
+            if running and beating:
+                return
+            time.sleep(0.05)
+        what = "its first heartbeat" if serial_path else "the running state"
+        raise StepError(f"the guest did not reach {what} within {timeout:g} s")
+
+    def set_capabilities(self, ctx, capabilities: dict, parameters: dict) -> dict:
+        proc = self._guest_process(ctx)
+        ctx.state["migration"] = {"capabilities": dict(capabilities), "parameters": dict(parameters)}
+        self._apply(proc, capabilities, parameters)
+        return {"qmp_capabilities": capabilities, "qmp_parameters": parameters, "in_force_before_migration": self._in_force(proc)}
+
+    def _guest_process(self, ctx) -> QemuProcess:
+        d = ctx.state.get("domain")
+        if not d:
+            raise StepError("no domain: put prepare-domain first")
+        uri = self.source_uri if d.get("host", "source") == "source" else self.destination_uri
+        proc = self.procs.get(uri)
+        if proc is None or not proc.alive():
+            raise StepError(f"the guest's QEMU on {self.hosts[uri].name} is not running")
+        return proc
+
+    def _apply(self, proc: QemuProcess, capabilities: dict, parameters: dict) -> None:
+        if capabilities:
+            _qmp_call(proc, "migrate-set-capabilities", {"capabilities": [{"capability": c, "state": bool(s)} for c, s in capabilities.items()]})
+        if parameters:
+            _qmp_call(proc, "migrate-set-parameters", dict(parameters))
+
+    def _in_force(self, proc: QemuProcess) -> dict:
+        caps = _qmp_call(proc, "query-migrate-capabilities")
+        return {"capabilities": sorted(c["capability"] for c in caps if c["state"]), "parameters": _qmp_call(proc, "query-migrate-parameters")}
+
+    # -- migration --------------------------------------------------------------------
+    def _leg_settings(self, ctx, leg) -> tuple[dict, dict]:
+        bad = [f for f in leg.flags if f in UNSUPPORTED_FLAGS]
+        if bad:
+            raise StepError(f"the qemu backend cannot use flag(s) {', '.join(bad)}: " + "; ".join(UNSUPPORTED_FLAGS[f] for f in bad))
+        extra = ctx.state.get("migration", {})
+        caps = {"events": True}
+        caps.update({FLAG_CAPABILITIES[f]: True for f in leg.flags if f in FLAG_CAPABILITIES})
+        caps.update(extra.get("capabilities", {}))
+        params = {"max-bandwidth": LIBVIRT_MAX_BANDWIDTH}
+        params.update(extra.get("parameters", {}))
+        return caps, params
+
+    def migrate(self, ctx, leg, mode, options: dict) -> None:
+        d = ctx.state.get("domain")
+        if not d:
+            raise StepError("no domain: put prepare-domain before migrate")
+        src = self.procs.get(leg.source)
+        if src is None or not src.alive():
+            raise StepError(f"the guest's QEMU is not running on {self.hosts[leg.source].name}")
+        if leg.destination in self.procs and self.procs[leg.destination].alive():
+            raise StepError(f"a QEMU of this run still runs on {self.hosts[leg.destination].name}")
+        caps, params = self._leg_settings(ctx, leg)
+        address, port = self.hosts[leg.destination].address, 0
+        if options.get("migrate_uri"):
+            u = urlsplit(options["migrate_uri"])
+            if u.scheme != "tcp" or not u.hostname:
+                raise StepError(f"migrate_uri {options['migrate_uri']!r}: the qemu backend takes tcp://HOST[:PORT]")
+            address, port = u.hostname, u.port or 0
+        state = leg.backend_state
+        t0 = time.monotonic()
+        dst = self._start(ctx, leg.destination, incoming=True)
+        state["dst"] = dst
+        try:
+            self._apply(dst, caps, params)
+            _qmp_call(dst, "migrate-incoming", {"uri": f"tcp:{address}:{port}"})
+            listening = _qmp_call(dst, "query-migrate").get("socket-address") or []
+            port = int(next((a["port"] for a in listening if a.get("type") == "inet"), port))
+            self._apply(src, caps, params)
+            leg.extra["in_force"] = self._in_force(src)
+        except StepError:
+            dst.stop()
+            raise
+        leg.extra["destination_start_ms"] = round((time.monotonic() - t0) * 1000.0, 3)
+        leg.extra["migrate_uri"] = f"tcp:{address}:{port}"
+        leg.extra["pids"] = {"source": src.pid, "destination": dst.pid}
+        timer = None
+        timeout = options.get("timeout")
+        if timeout:
+            timer = threading.Timer(timeout["seconds"], self._on_timeout, args=(ctx, leg, src, timeout.get("action", "abort")))
+            timer.daemon = True
+        src.qmp.events()  # forget older events
+        state["src"] = src
+        leg.start()  # client wall time: from `migrate` to `completed` as the client sees it
+        try:
+            if timer is not None:
+                timer.start()
+            _qmp_call(src, "migrate", {"uri": leg.extra["migrate_uri"]})
+            status = self._wait(ctx, leg, src)
+        except StepError:
+            leg.stop_clock()
+            dst.stop()
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        leg.stop_clock()
+        # The source QEMU stays up (postmigrate): its final query-migrate, raw.
+        try:
+            leg.final_stats = _qmp_call(src, "query-migrate")
+        except StepError:
+            leg.final_stats = None
+        if "timeout_action" in state:
+            leg.extra["timeout_action"] = state["timeout_action"]
+        if status != "completed":
+            dst.stop()
+            message = (leg.final_stats or {}).get("error-desc") or f"migration {status}"
+            if state.get("timeout_action"):
+                message = f"timed out after {timeout['seconds']:g} s ({state['timeout_action']}): {message}"
+            raise StepError(message)
+        # The guest now lives in the destination QEMU; wait until it runs there, then quit the source.
+        deadline = time.monotonic() + 10
+        dst_state = dst.status()
+        while dst_state not in ("running", "paused", None) and time.monotonic() < deadline:
+            time.sleep(0.01)
+            dst_state = dst.status()
+        leg.extra["destination_state"] = dst_state
+        self.procs[leg.destination] = dst
+        del self.procs[leg.source]
+        leg.extra["source_exit"] = src.stop()
+        self.spent.append(src)
+        d["host"] = self._role(leg.destination)
+        if dst_state is None:
+            raise StepError(f"the destination QEMU on {dst.host.name} exited after the migration: {dst.log_tail()}")
+
+    def _wait(self, ctx, leg, src: QemuProcess) -> str:
+        """Wait for the end of the migration; one ``iteration`` sample per MIGRATION_PASS."""
+        want = ("MIGRATION", "MIGRATION_PASS")
+        last_poll = 0.0
+        while True:
+            ev = src.qmp.wait_event(lambda e: e.get("event") in want, 0.02)
+            if ev is not None:
+                data = ev.get("data") or {}
+                if ev["event"] == "MIGRATION" and data.get("status") in _TERMINAL:
+                    leg.stop_clock()
+                    return data["status"]
+                if ev["event"] == "MIGRATION_PASS":
+                    self._iteration_sample(ctx, leg, src, data.get("pass"))
+                continue
+            if not src.alive():
+                raise StepError(f"the source QEMU on {src.host.name} exited during the migration: {src.log_tail() or 'no message'}")
+            now = time.monotonic()
+            if now - last_poll >= 0.05:  # without the events capability, polling finds the end
+                last_poll = now
+                status = _qmp_call(src, "query-migrate").get("status")
+                if status in _TERMINAL:
+                    leg.stop_clock()
+                    return status
+
+    def _iteration_sample(self, ctx, leg, src: QemuProcess, iteration) -> None:
+        try:
+            stats = src.qmp.execute("query-migrate", timeout=5)
+        except (QMPError, QMPConnectionError):
+            return
+        if stats and stats.get("status") not in (None, "none") and iteration is not None:
+            ram = stats.setdefault("ram", {})
+            ram["dirty-sync-count"] = max(int(iteration), ram.get("dirty-sync-count") or 0)
+        ctx.emit_sample(leg, stats, kind="iteration")
+
+    def _on_timeout(self, ctx, leg, src: QemuProcess, action: str) -> None:
+        if leg.done.is_set() or not src.alive():
+            return
+        leg.backend_state["timeout_action"] = action
+        ctx.echo(f"leg {leg.number}: timeout reached, action {action}")
+        command = {"abort": "migrate_cancel", "suspend": "stop", "postcopy": "migrate-start-postcopy"}[action]
+        try:
+            src.qmp.execute(command, timeout=10)
+        except (QMPError, QMPConnectionError) as exc:
+            ctx.echo(f"leg {leg.number}: timeout action {action} failed: {exc}")
+
+    def poll(self, leg) -> dict | None:
+        src = leg.backend_state.get("src")
+        if src is None or leg.done.is_set() or not src.alive():
+            return None
+        stats = src.qmp.execute("query-migrate", timeout=5)
+        if not stats or stats.get("status") in (None, "none"):
+            return None
+        return stats
+
+    def abort(self, leg) -> None:
+        src = leg.backend_state.get("src")
+        if src is not None and src.alive():
+            src.qmp.execute("migrate_cancel", timeout=10)
+
+    # -- restore -------------------------------------------------------------------------
+    def restore(self, ctx, options: dict) -> dict:
+        d = ctx.state.get("domain")
+        if not d:
+            return {"action": "none", "message": "no domain was prepared"}
+        found: dict = {}
+        holder = None
+        for uri, proc in self.procs.items():
+            status = proc.status()
+            if status is not None:
+                found[self._role(uri)] = status
+                if status in _HOLDS_GUEST and holder is None:
+                    holder = uri
+        end: dict = {"found": found, "actions": [], "pids": {}}
+        for uri, proc in list(self.procs.items()):
+            role = self._role(uri)
+            if options.get("keep_created") and uri == holder:
+                proc.kept = True
+                end["kept"] = {"host": proc.host.name, "pid": proc.pid, "qmp": proc.qmp_path, "log": proc.log_path}
+                end["actions"].append(f"kept QEMU pid {proc.pid} on {role} (keep_created)")
+                continue
+            how = proc.stop()
+            end["pids"][role] = proc.pid
+            end["actions"].append(f"ended QEMU pid {proc.pid} on {role} ({how})")
+            self.spent.append(proc)
+            del self.procs[uri]
+        left = [p.pid for p in self.spent if p.alive()]
+        end["end"] = {self._role(u): p.status() for u, p in self.procs.items()}
+        if left:
+            end["left_running"] = left
+            raise StepError(f"QEMU process(es) {left} did not end")
+        if holder is None:
+            end.update(lost=True, message=f"the guest {d['name']!r} ({d['uuid']}) runs in no QEMU on either host: it was lost")
+        return end
