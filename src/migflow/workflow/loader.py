@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -35,7 +36,7 @@ except ModuleNotFoundError:  # Python < 3.11
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
-from ..errors import ValidationIssue, WorkflowError
+from ..errors import PluginError, ValidationIssue, WorkflowError
 from . import plan as _plan
 from .locate import Locator
 from .model import StepUse, Workflow
@@ -177,6 +178,8 @@ def translate(error: ValidationError, *, prefix: list | None = None, noun: str =
     prefix = list(prefix or [])
     path = prefix + list(error.absolute_path)
     kw, schema, inst = error.validator, error.schema if isinstance(error.schema, dict) else {}, error.instance
+    if _non_finite(inst):
+        return []  # already reported once by _check_finite, wherever it is used
 
     if kw in ("anyOf", "oneOf"):
         branches = error.validator_value
@@ -256,6 +259,14 @@ def translate(error: ValidationError, *, prefix: list | None = None, noun: str =
 # -- collecting issues ------------------------------------------------------------------
 
 
+class MissingPlugin(ValidationIssue):
+    """An issue saying that a plugin the workflow ``requires`` is not installed
+    (:func:`load_workflow` then raises a :class:`WorkflowError` with exit status 3)."""
+
+    __slots__ = ()
+
+
+
 class _Issues:
     """Issues of one file, deduplicated, in the order found."""
 
@@ -265,7 +276,7 @@ class _Issues:
         self._seen: set[tuple] = set()
         self.paths: list[list] = []
 
-    def add(self, path: list, message: str, *, line: int | None = None, shown_path: str | None = None) -> None:
+    def add(self, path: list, message: str, *, line: int | None = None, shown_path: str | None = None, kind: type = ValidationIssue) -> None:
         key = (tuple(path), shown_path, message)
         if key in self._seen:
             return
@@ -273,7 +284,7 @@ class _Issues:
         self.paths.append(list(path))
         if line is None and self.locator is not None:
             line = self.locator.line(path)
-        self.items.append(ValidationIssue(self.file, line, shown_path or format_path(path), message))
+        self.items.append(kind(self.file, line, shown_path or format_path(path), message))
 
     def touches(self, *top: str) -> bool:
         """Whether any issue so far is under one of these top-level keys."""
@@ -346,6 +357,23 @@ def _parse(text: str, issues: _Issues) -> dict | None:
     return None
 
 
+def _non_finite(value: Any) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _check_finite(value: Any, path: list, issues: _Issues) -> None:
+    """TOML allows ``nan`` and ``inf``; no workflow value means them, and JSON Schema's
+    bounds do not catch NaN (every comparison with it is false)."""
+    if _non_finite(value):
+        issues.add(path, f"expected a finite number, got {_got(value)} (TOML's nan and inf are not accepted in a workflow)")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, path + [k], issues)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, path + [i], issues)
+
+
 # -- checks against the plugins ------------------------------------------------------------
 
 
@@ -363,7 +391,7 @@ def _check_names(doc: dict, plugins, issues: _Issues) -> None:
                 have.add(_norm(info.distribution))
         for i, name in enumerate(requires):
             if isinstance(name, str) and name and _norm(name) not in have:
-                issues.add(["requires", i], f"workflow needs plugin {name!r}, which is not installed (pip install {name})")
+                issues.add(["requires", i], f"workflow needs plugin {name!r}, which is not installed (pip install {name})", kind=MissingPlugin)
 
     backend = doc.get("backend", "libvirt")
     if isinstance(backend, str) and backend and backend not in plugins.backends:
@@ -561,6 +589,7 @@ def check_text(
         issues.add([], "the file is empty: a workflow needs at least name, [domain] and one [[steps]] (see docs/workflow.md)")
         return None, issues.items
 
+    _check_finite(doc, [], issues)
     core = core_schema()
     core_validator = _validator(core)
     for err in core_validator.iter_errors(doc):
@@ -622,9 +651,13 @@ def load_workflow(
     :param repetitions: overrides ``repetitions`` (``--repetitions``).
     :returns: the :class:`~migflow.workflow.model.Workflow` with ``scenarios`` and
         ``plan`` filled (and ``seed`` when the order is shuffled).
-    :raises WorkflowError: listing every issue.
+    :raises WorkflowError: listing every issue (exit status 3 when a plugin the
+        workflow ``requires`` is missing, else 2).
     """
     wf, issues = check_file(path, plugins, source=source, destination=destination, results=results, repetitions=repetitions)
     if wf is None:
-        raise WorkflowError(issues)
+        error = WorkflowError(issues)
+        if any(isinstance(i, MissingPlugin) for i in issues):
+            error.exit_code = PluginError.exit_code  # docs/cli.md: 3, a workflow needs a missing plugin
+        raise error
     return wf
