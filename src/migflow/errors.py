@@ -9,6 +9,7 @@ Exit statuses (documented in docs/cli.md):
 3   a plugin could not be loaded (strict mode) or is missing
 4   a host or the lab is unreachable / prerequisites missing
 5   the results store could not be read or written
+70  internal error (an unexpected exception: a bug)
 130 interrupted by Ctrl-C
 ==  =========================================================
 """
