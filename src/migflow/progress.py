@@ -15,6 +15,7 @@ import threading
 import time
 
 from .hookspecs import hookimpl
+from .records.values import redact_text, redact_uri
 
 __all__ = ["ProgressDisplay"]
 
@@ -59,13 +60,13 @@ class ProgressDisplay:
         self.done_runs += 1
         line = f"run {ctx.run_id}: {ctx.status}"
         if ctx.error:
-            line += f": {ctx.error}"
+            line += f": {redact_text(ctx.error)}"
         self.echo(line)
 
     @hookimpl
     def migflow_leg_started(self, ctx, leg):
         self._last_iteration = None
-        text = f"leg {leg.number} {leg.mode} {leg.source} -> {leg.destination}"
+        text = f"leg {leg.number} {leg.mode} {redact_uri(leg.source)} -> {redact_uri(leg.destination)}"
         if self.live:
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -112,7 +113,7 @@ class ProgressDisplay:
         wall = f"{leg.wall_ms:,.0f} ms wall" if leg.wall_ms is not None else ""
         line = f"  leg {leg.number} {leg.status} ({wall}; {summary})"
         if leg.error:
-            line += f": {leg.error}"
+            line += f": {redact_text(leg.error)}"
         with self._lock:
             if self._progress is not None:
                 self._progress.update(self._task, detail=leg.status)

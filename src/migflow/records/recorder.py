@@ -13,7 +13,7 @@ from ..legs import flatten_stats
 from .schema import RUN_STATUSES, STAT_COLUMNS, STEP_STATUSES
 from .spool import SPOOL_FORMAT, process_start, spool_path, write_spool
 from .store import ingest_spools
-from .values import normalize_row, redact_uri, to_timestamp
+from .values import normalize_row, redact_json, redact_text, redact_uri, to_timestamp
 
 __all__ = ["RunRecorder", "IngestResult", "sample_from_stats"]
 
@@ -98,6 +98,11 @@ class RunRecorder:
         for key in ("source_uri", "destination_uri"):
             if self._run.get(key) is not None:
                 self._run[key] = redact_uri(self._run[key])
+        if self._run.get("error") is not None:  # a message may quote a URI
+            self._run["error"] = redact_text(self._run["error"])
+        for key in ("host_versions", "domain", "extra"):  # plugins' JSON may carry URIs too
+            if self._run.get(key) is not None:
+                self._run[key] = redact_json(self._run[key])
 
     def set_run(self, **cols) -> None:
         """Update ``runs`` columns (``host_versions={...}``, ``domain={...}``, ...)."""
@@ -111,6 +116,10 @@ class RunRecorder:
         """Add (or replace, by ``position``) a ``steps`` row."""
         self._check_open()
         row = normalize_row("steps", {k: v for k, v in row.items() if k != "run_id"})
+        if row.get("error") is not None:
+            row["error"] = redact_text(row["error"])
+        if row.get("result") is not None:
+            row["result"] = redact_json(row["result"])
         if row.get("position") is None:
             raise ValueError("steps: 'position' is required")
         if row.get("status") is not None and row["status"] not in STEP_STATUSES:
@@ -137,6 +146,8 @@ class RunRecorder:
         for key in ("source", "destination"):
             if row.get(key) is not None:
                 row[key] = redact_uri(row[key])
+        if row.get("error") is not None:
+            row["error"] = redact_text(row["error"])
         self._legs[row["leg"]] = {**self._legs.get(row["leg"], {}), **row}
 
     def add_samples(self, rows: list[dict]) -> None:
@@ -182,6 +193,7 @@ class RunRecorder:
         if status not in _FINAL:
             raise ValueError(f"finish: status must be one of {', '.join(_FINAL)}, not {status!r}")
         self._run.update(normalize_row("runs", {"status": status, "error": error, "ended_at": time.time()}))
+        self._redact()
         self.flush()
         summary = ingest_spools(self.results_path, wait_s, first=self.path)
         # not in our summary but gone: another thread or process wrote it meanwhile

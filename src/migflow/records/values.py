@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .schema import TABLES
 
-__all__ = ["redact_uri", "normalize_row", "to_timestamp", "REDACTED"]
+__all__ = ["redact_uri", "redact_text", "redact_json", "normalize_row", "to_timestamp", "REDACTED"]
 
 REDACTED = "***"
 
@@ -65,6 +66,38 @@ def redact_uri(uri: str | None) -> str | None:
             head, _, tail = out.partition("?")
             out = head + "?" + tail.replace(parts.query, query, 1)
     return out
+
+
+_URI_IN_TEXT = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"<>`]+""")
+
+
+def redact_text(text: str | None) -> str | None:
+    """:func:`redact_uri` applied to every URI inside free text (an error message, a log line).
+
+    >>> redact_text("cannot connect to 'qemu+ssh://u:pw@h/system?keyfile=/k': refused")
+    "cannot connect to 'qemu+ssh://u:***@h/system?keyfile=***': refused"
+    """
+    if text is None:
+        return None
+
+    def one(m: re.Match) -> str:
+        uri = m.group(0)
+        tail = len(uri) - len(uri.rstrip(".,;:)]}"))  # punctuation of the sentence, not the URI
+        uri, rest = (uri[:-tail], uri[-tail:]) if tail else (uri, "")
+        return (redact_uri(uri) or REDACTED) + rest
+
+    return _URI_IN_TEXT.sub(one, str(text))
+
+
+def redact_json(value: Any) -> Any:
+    """:func:`redact_text` applied to every string (keys excepted) of a JSON-shaped value."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: redact_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_json(v) for v in value]
+    return value
 
 
 def to_timestamp(value: Any) -> str | None:
