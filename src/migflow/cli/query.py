@@ -164,7 +164,9 @@ def query(sql: str, fmt: str, results: str) -> None:
     QEMU query-migrate statistic) and samples (the time series of each leg);
     docs/results.md lists every column and its unit.  Only reading
     statements run: SELECT, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN.  Anything
-    else (DELETE, CREATE, ATTACH, COPY ...) is refused with exit status 2.
+    else (DELETE, CREATE, ATTACH, COPY ...) is refused with exit status 2,
+    and the SQL cannot read or write other files (read_csv, extensions):
+    the database is opened read-only with DuckDB's external access off.
 
     \b
     Examples:
@@ -184,10 +186,12 @@ def query(sql: str, fmt: str, results: str) -> None:
     while such a session holds the file, and writes them once it closes.
     """
     from ..records import check_read_only_sql, open_readonly, run_sql
+    from ..records.queries import restrict
 
     check_read_only_sql(sql)  # before opening: a refused statement never touches the file
     con = open_readonly(results)
     try:
+        restrict(con)
         cols, types, rows = run_sql(con, sql)
     finally:
         con.close()

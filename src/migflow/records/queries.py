@@ -6,7 +6,7 @@ import re
 
 from ..errors import UsageError
 
-__all__ = ["check_read_only_sql", "run_sql", "recent_runs", "READ_ONLY_PRAGMAS"]
+__all__ = ["check_read_only_sql", "run_sql", "restrict", "recent_runs", "READ_ONLY_PRAGMAS"]
 
 #: PRAGMAs that only read (others can write files, e.g. profiling output).
 READ_ONLY_PRAGMAS = frozenset(
@@ -54,6 +54,15 @@ def check_read_only_sql(sql: str) -> int:
     return len(statements)
 
 
+def restrict(con) -> None:
+    """Second line of defence behind :func:`check_read_only_sql` for user SQL on a
+    read-only connection: no file or network access from SQL (no ``read_csv``, no
+    extension downloads, no ``COPY``/``ATTACH`` of other files even if a statement
+    slipped through), and the setting locked so SQL cannot switch it back."""
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
 def run_sql(con, sql: str) -> tuple[list[str], list[str], list[tuple]]:
     """Check and run ``sql``; returns (column names, DuckDB type names, rows) of the last statement."""
     import duckdb
@@ -68,7 +77,7 @@ def run_sql(con, sql: str) -> tuple[list[str], list[str], list[tuple]]:
         return cols, types, cur.fetchall()
     except duckdb.Error as exc:
         msg = str(exc)
-        if "read-only" in msg:
+        if "read-only" in msg or "disabled by configuration" in msg or "configuration has been locked" in msg:
             raise UsageError(f"refused: {msg.splitlines()[0]}") from None
         raise UsageError(f"SQL error: {msg}") from None
 
