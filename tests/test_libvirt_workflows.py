@@ -120,6 +120,32 @@ def test_seed_comparison_covers_every_mode_twice(ran):
     assert average <= 1000 * 1.05, average  # bytes over time cannot beat the shaped link
 
 
+def test_seed_comparison_report_shows_every_mode_with_its_repetitions(ran, tmp_path):
+    """Issue 5's done-when: the report's table and charts show every mode of the seed, two repetitions each."""
+    import browser
+
+    db, proc = ran("seed_comparison")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = tmp_path / "seed.html"
+    rep = migflow("report", "--results", str(db), "--output", str(out), "--png", str(tmp_path / "png"))
+    assert rep.returncode == 0, rep.stderr
+    html = out.read_text()
+    table = html[html.index('<table class="summary"'):html.index("</table>")]
+    for mode in ("managed-direct", "p2p", "p2p-tunnelled", "zstack"):
+        assert table.count(f'data-scenario="mode={mode},xbzrle=false"') == 2  # there and back
+    assert table.count('data-scenario="mode=zstack,xbzrle=true"') == 2
+    assert table.count("2 / 2") == 10  # 5 scenarios x 2 legs, each completed in both repetitions
+    assert "0 / 2" in table and "direct migration is not supported" in table  # unmanaged-direct, as the seed saw
+    total = html[html.index('id="metric-total_time"'):html.index('id="metric-downtime"')]
+    assert total.count('class="dot"') == 5 * 2 * 2  # every repetition of every leg is a dot
+    check, _, console = browser.load(out)
+    assert check.get("data-status") == "ok" and console == [], (check, console)
+    assert int(check["data-rendered"]) == int(check["data-charts"]) >= 9 + 5 * 3
+    assert len(list((tmp_path / "png").glob("*.png"))) >= 9 + 5
+    cmp = migflow("compare", "--results", str(db), "mode=p2p,xbzrle=false", "mode=managed-direct,xbzrle=false", "--metric", "total_time")
+    assert cmp.returncode == 0 and "leg 1 (there)" in cmp.stdout and "95% CI" in cmp.stdout, cmp.stderr
+
+
 def test_existing_domain_is_put_back_on_its_source(lab, tmp_path):
     """zstack mode one way only (undefinesource): restore must migrate the domain back."""
     import libvirt
