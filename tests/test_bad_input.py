@@ -104,6 +104,10 @@ CASES = [
     Case("repetitions-1e9", RUN, 2, "expected an integer ≤ 1000, got 1000000000", workflow(head='name = "t"\nrepetitions = 1000000000')),
     Case("repetitions-2^70", RUN, 2, "expected an integer ≤ 1000", workflow(head='name = "t"\nrepetitions = 1180591620717411303424')),
     Case("repetitions-0", RUN, 2, "expected an integer ≥ 1", workflow(head='name = "t"\nrepetitions = 0')),
+    Case("matrix-10^7-scenarios", RUN, 2, "the matrix makes up to 10,000,000 scenarios",  # refused at once, not after minutes
+         workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p"\n\n[matrix]\n' + "\n".join(f"p{i} = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" for i in range(7)))),
+    Case("runs-2*10^5", ["run", "WF", "--dry-run", "-n", "1000"], 2, "200 scenario(s) x 1,000 repetitions = 200,000 runs",
+         workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p"\n\n[matrix]\na = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\nb = [' + ", ".join(map(str, range(20))) + "]")),
     Case("option-n-1e9", ["run", "WF", "--dry-run", "-n", "1000000000"], 2, "is not in the range 1<=x<=1000", workflow()),
     Case("option-n-text", ["run", "WF", "--dry-run", "-n", "many"], 2, "'many' is not a valid integer", workflow()),
     Case("memory-negative", RUN, 2, "expected an integer ≥ 16, got -1", workflow(domain="[domain.create]\nmemory_mib = -1")),

@@ -132,6 +132,49 @@ def test_three_mistakes_give_three_issues_at_once(plugins):
     assert "3 problems found" in str(exc.value)
 
 
+def test_nan_and_inf_are_one_issue_each_at_their_line(plugins):
+    # JSON Schema alone lets NaN through every bound (each comparison is false)
+    _, issues = check(
+        """\
+        name = "x"
+        domain.name = "vm"
+        matrix.t = [1, nan]
+        [[steps]]
+        use = "migrate"
+        mode = "p2p"
+        timeout_s = inf
+        note = "${t}"
+        """,
+        plugins,
+    )
+    assert [str(i) for i in issues] == [
+        "wf.toml:3: matrix.t[1]: expected a finite number, got nan (TOML's nan and inf are not accepted in a workflow)",
+        "wf.toml:7: steps[0].timeout_s: expected a finite number, got inf (TOML's nan and inf are not accepted in a workflow)",
+    ]
+
+
+def test_plan_size_is_bounded_before_expansion(plugins):
+    matrix = "\n".join(f"p{i} = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" for i in range(7))
+    _, issues = check_text(f'name = "x"\ndomain.name = "vm"\n[[steps]]\nuse = "prepare"\n[matrix]\n{matrix}\n', "wf.toml", plugins)
+    assert [(i.line, i.path) for i in issues] == [(5, "matrix")] and "10,000,000 scenarios" in issues[0].message
+    _, issues = check_text('name = "x"\ndomain.name = "vm"\n[[steps]]\nuse = "prepare"\n', "wf.toml", plugins, repetitions=1000)
+    assert issues == []
+    _, issues = check_text('name = "x"\ndomain.name = "vm"\nmatrix.a = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n'
+                           '[[steps]]\nuse = "prepare"\n', "wf.toml", plugins, repetitions=1000)
+    assert issues == []  # 11 000 runs: fine
+    many = ", ".join(map(str, range(101)))
+    _, issues = check_text(f'name = "x"\ndomain.name = "vm"\nmatrix.a = [{many}]\n[[steps]]\nuse = "prepare"\n', "wf.toml", plugins, repetitions=1000)
+    assert [i.path for i in issues] == ["--repetitions"] and "101,000 runs" in issues[0].message
+
+
+def test_a_missing_required_plugin_exits_3(plugins, tmp_path):
+    f = tmp_path / "wf.toml"
+    f.write_text('name = "x"\nrequires = ["migflow-nothere"]\ndomain.name = "vm"\n[[steps]]\nuse = "prepare"\n')
+    with pytest.raises(WorkflowError) as exc:
+        load_workflow(f, plugins)
+    assert exc.value.exit_code == 3
+
+
 def test_missing_file_and_directory(plugins, tmp_path):
     assert validate_file(tmp_path / "nope.toml", plugins)[0].message == "no such file"
     assert "directory" in validate_file(tmp_path, plugins)[0].message

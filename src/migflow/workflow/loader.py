@@ -45,6 +45,10 @@ from .schema import core_schema
 __all__ = ["load_workflow", "validate_file", "check_file", "check_text", "format_path", "parse_path"]
 
 MAX_REPETITIONS = 1000
+#: bounds on the expanded plan: a matrix of 7 parameters x 10 values is 10^7
+#: scenarios, which would take minutes and gigabytes just to validate
+MAX_SCENARIOS = 10_000
+MAX_RUNS = 100_000
 CREATE_DEFAULTS = {"name": "migflow-guest", "memory_mib": 256, "vcpus": 1}
 
 
@@ -435,6 +439,22 @@ def _check_matrix(matrix: dict, issues: _Issues) -> tuple[dict, list, list]:
     return params, exclude, include
 
 
+def _plan_size_ok(wf: Workflow, issues: _Issues, *, reps_option: bool = False) -> bool:
+    """At most MAX_SCENARIOS scenarios and MAX_RUNS runs, counted before expanding anything."""
+    sizes = [len(v) if isinstance(v, list) else 1 for v in wf.matrix.values()]
+    n = math.prod(sizes) + len(wf.include) if wf.matrix or wf.include else 1  # an upper bound: exclude and duplicates aside
+    if n > MAX_SCENARIOS:
+        shape = " x ".join(f"{len(v)} {k}" for k, v in wf.matrix.items() if isinstance(v, list))
+        issues.add(["matrix"], f"the matrix makes up to {n:,} scenarios ({shape}); at most {MAX_SCENARIOS:,} are allowed: split it into several workflows")
+        return False
+    reps = wf.repetitions if _is_integer(None, wf.repetitions) and 1 <= wf.repetitions <= MAX_REPETITIONS else 1  # else reported already
+    if n * reps > MAX_RUNS:
+        issues.add(["repetitions"], f"{n:,} scenario(s) x {reps:,} repetitions = {n * reps:,} runs; at most {MAX_RUNS:,} are allowed: fewer repetitions or a smaller matrix",
+                   shown_path="--repetitions" if reps_option else None)
+        return False
+    return True
+
+
 # -- the workflow object -------------------------------------------------------------------
 
 
@@ -607,7 +627,7 @@ def check_text(
         matrix_ok = len(issues.items) == before
     structure_ok = isinstance(doc.get("steps"), list) and not issues.touches("order", "seed")
     wf = _workflow(doc, file, source=source, destination=destination, results=results, repetitions=repetitions, matrix=matrix)
-    if matrix_ok and structure_ok:
+    if matrix_ok and structure_ok and _plan_size_ok(wf, issues, reps_option=repetitions is not None):
         _scenario_checks(wf, doc, plugins, issues, core_validator)
     if issues:
         return None, issues.items
