@@ -30,7 +30,7 @@ header .facts { display:flex; flex-wrap:wrap; gap:8px 22px; margin-top:12px; fon
 header .facts b { color:#fff; font-weight:600; }
 nav { position:sticky; top:0; z-index:5; background:#fff; border-bottom:1px solid var(--line); padding:8px 32px; font-size:13px; }
 nav a { color:var(--accent); text-decoration:none; margin-right:18px; }
-main { max-width:1280px; margin:0 auto; padding:20px 24px 60px; }
+main { max-width:1440px; margin:0 auto; padding:20px 24px 60px; }
 section { margin-top:26px; }
 h2 { font-size:18px; margin:0 0 4px; }
 p.lead { color:var(--muted); margin:0 0 12px; max-width:900px; }
