@@ -50,6 +50,9 @@ class FakeBackend(Backend):
     def abort(self, leg):
         leg.backend_state["aborted"] = True
 
+    def locate(self, uuid):
+        return {"source": "running", "destination": None}
+
     def restore(self, ctx, options):
         FakeBackend.calls.append("restore")
         return {"restored": True}

@@ -187,6 +187,11 @@ class LibvirtBackend(Backend):
                     unreachable[role] = str(exc)
         return found
 
+    def locate(self, uuid: str) -> dict:
+        unreachable: dict = {}
+        where = self._where(uuid, unreachable)
+        return {role: ("unknown (host unreachable)" if role in unreachable else (v[1] if v else None)) for role, v in where.items()}
+
     def prepare_domain(self, ctx, domain: dict, options: dict) -> dict:
         timeout = options.get("wait_timeout_s", 60)
         if "create" in domain:
@@ -510,14 +515,7 @@ class LibvirtBackend(Backend):
             for role, v in where.items():
                 if not v:
                     continue
-                dom = v[0]
-                persistent = dom.isPersistent()  # a transient domain is gone once destroyed
-                if dom.isActive():
-                    dom.destroy()
-                    end["actions"].append(f"destroyed on {role}")
-                if persistent:
-                    dom.undefine()
-                    end["actions"].append(f"undefined on {role}")
+                end["actions"].extend(self._remove(v[0], role))
             if not found:
                 end.update(lost=True, message=f"the created domain {d['name']!r} ({d['uuid']}) was found on neither host")
             return end
@@ -569,6 +567,24 @@ class LibvirtBackend(Backend):
                 end["actions"].append("removed the leftover definition on the destination")
         end["end"] = {role: v[1] for role, v in self._where(d["uuid"]).items() if v}
         return end
+
+    def _remove(self, dom, role: str) -> list[str]:
+        """Destroy and undefine; a domain that vanishes meanwhile (an incoming
+        migration whose source gave up) is simply gone."""
+        done = []
+        try:
+            persistent = dom.isPersistent()  # a transient domain is gone once destroyed
+            if dom.isActive():
+                dom.destroy()
+                done.append(f"destroyed on {role}")
+            if persistent:
+                dom.undefine()
+                done.append(f"undefined on {role}")
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+            done.append(f"gone from {role}")
+        return done
 
     def _restore_qmp(self, dom, original: dict) -> None:
         caps = [{"capability": c, "state": s} for c, s in original.get("capabilities", {}).items()]

@@ -62,6 +62,14 @@ class Backend:
         """Current statistics of a running leg, QMP-shaped, or None when unavailable."""
         return None
 
+    def locate(self, uuid: str) -> dict:
+        """Where the domain is now: ``{"source": state or None, "destination": state or None}``.
+
+        ``state`` is the domain's state name (``running``, ``paused`` ...);
+        ``"unknown (host unreachable)"`` when a host cannot be asked.
+        """
+        raise NotImplementedError
+
     def restore(self, ctx: Any, options: dict) -> dict:
         """Put the domain back as found (after success or failure); return the end state.
 

@@ -82,8 +82,10 @@ class Engine:
     # -- runs ------------------------------------------------------------------
     def run(self) -> list[RunSummary]:
         from .records import ingest_pending
+        from .reconcile import reconcile
 
-        ingest_pending(self.results, wait_s=2.0)  # records a killed earlier run left behind
+        reconcile(self.results, self.plugins, self.hosts, self.echo)  # runs a killed migflow left "running"
+        ingest_pending(self.results, wait_s=2.0)
         with self._signals():
             for planned in self.workflow.plan:
                 if self._interrupt:
@@ -116,7 +118,11 @@ class Engine:
                 "migflow_version": __version__,
                 "hostname": socket.gethostname(),
                 "started_at": time.time(),
-                "extra": {"order": wf.order, "seed": wf.seed},  # seed: of order = "shuffled", to reproduce the plan
+                "extra": {
+                    "order": wf.order,
+                    "seed": wf.seed,  # of order = "shuffled", to reproduce the plan
+                    "steps": [{"use": u.name, **u.options} for u in sc.steps],  # as resolved for this scenario
+                },
             },
         )
         ctx = RunContext(

@@ -10,6 +10,8 @@ Environment switches:
 * ``MIGFLOW_LOAD_PLUGINS=a,b``: load only these entry-point plugins (empty: none).
 * ``MIGFLOW_DISABLE_PLUGINS=a,b``: skip these plugins (built-ins included, by name).
 * ``MIGFLOW_STRICT_PLUGINS=1``: a plugin that fails to load is an error.
+* ``MIGFLOW_PLUGIN_MODULES=pkg.mod,other``: also register these importable
+  modules as plugins (local plugins without packaging, fault injection in tests).
 """
 
 from __future__ import annotations
@@ -177,6 +179,21 @@ def get_plugins(*, strict: bool | None = None, extra: tuple = ()) -> Plugins:
             warnings.warn(msg + " (skipped; set MIGFLOW_STRICT_PLUGINS=1 to make this an error)", PluginLoadWarning, stacklevel=2)
             continue
         infos.append(PluginInfo(ep.name, ep.value, version, dist, False, _hooks_of(plugin)))
+
+    for modname in sorted(_names("MIGFLOW_PLUGIN_MODULES") or ()):
+        if pm.get_plugin(modname) is not None:
+            continue
+        try:
+            module = importlib.import_module(modname)
+        except Exception as exc:
+            msg = f"plugin module {modname!r} (MIGFLOW_PLUGIN_MODULES) could not be imported: {type(exc).__name__}: {exc}"
+            if strict:
+                raise PluginError(msg) from exc
+            failures.append(msg)
+            warnings.warn(msg + " (skipped)", PluginLoadWarning, stacklevel=2)
+            continue
+        pm.register(module, name=modname)
+        infos.append(PluginInfo(modname, modname, getattr(module, "__version__", None), None, False, _hooks_of(module)))
 
     for i, plugin in enumerate(extra):
         name = getattr(plugin, "__name__", None) or f"extra-{i}"

@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "compare": ("migflow.cli.compare", "compare", "Do two scenarios differ on a metric? Difference, 95% CI, verdict."),
     "report": ("migflow.cli.report", "report", "Write a self-contained HTML report (tables, charts, time series); PNGs too."),
     "export": ("migflow.cli.export", "export", "Export every table to Parquet or CSV files for notebooks and other tools."),
+    "recover": ("migflow.cli.recover", "recover", "Put domains that runs left behind back into their original state."),
 }
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .queries import check_read_only_sql, recent_runs, run_sql
 from .recorder import IngestResult, RunRecorder, sample_from_stats
 from .schema import SCHEMA_VERSION, TABLES
-from .store import IngestSummary, ingest_pending, ingest_spools, open_readonly, pending_runs
+from .store import IngestSummary, ingest_pending, ingest_spools, open_readonly, pending_runs, set_run_extra
 from .values import redact_uri
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ingest_pending",
     "ingest_spools",
     "pending_runs",
+    "set_run_extra",
     "open_readonly",
     "redact_uri",
     "sample_from_stats",

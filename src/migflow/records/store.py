@@ -369,3 +369,19 @@ def pending_runs(results_path) -> list[dict]:
         out.append({"run_id": run.get("run_id"), "status": run.get("status"), "pid": run.get("pid"), "in_progress": in_progress})
     return out
 
+
+def set_run_extra(results_path, run_id: str, patch: dict, wait_s: float = 10.0) -> None:
+    """Merge ``patch`` into ``runs.extra`` of one stored run (``migflow recover`` notes what it did)."""
+    try:
+        con = connect_writer(results_path, wait_s)
+    except DatabaseLocked as exc:
+        raise StoreError(f"{exc.message}; could not note the recovery of run {run_id}", hint=exc.detail) from None
+    try:
+        row = con.execute("SELECT extra FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if row is None:
+            raise StoreError(f"no run {run_id} in {results_path}")
+        extra = json.loads(row[0]) if row[0] else {}
+        extra.update(patch)
+        con.execute("UPDATE runs SET extra = ?::JSON WHERE run_id = ?", [json.dumps(extra), run_id])
+    finally:
+        con.close()

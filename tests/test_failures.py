@@ -1,0 +1,219 @@
+"""Failure injection on the lab: each way a migration fails, the end state of
+the VM, the recorded status and error, and that the next run succeeds.
+
+The faults are injected into a real ``migflow run`` (a subprocess) by the
+plugin tests/faults.py, from the leg observer hook, while a real guest
+migrates between the lab's two libvirtd daemons.  The migration bandwidth is
+capped (``max-bandwidth``) so each leg lasts a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+pytestmark = pytest.mark.lab
+
+TESTS = Path(__file__).resolve().parent
+MiB = 2**20
+
+# working set 32 MiB dirtied at 2 MiB/s, 8 s to touch it all, migrated at 4 MiB/s: converges in ~6 s
+SLOW = {"ws": 32, "rate": 2, "warmup": 8, "bandwidth": 4 * MiB}
+# dirtied faster than the capped link carries: never converges
+HOT = {"ws": 32, "rate": 16, "warmup": 3, "bandwidth": 4 * MiB}
+
+
+def workflow(tmp_path, mode="p2p", guest=SLOW, timeout=None, flags=(), expect="success", round_trip=False, name="fault"):
+    timeout_line = f"timeout = {{ seconds = {timeout[0]}, action = \"{timeout[1]}\" }}\n" if timeout else ""
+    flags_line = f"flags = {json.dumps(list(flags))}\n" if flags else ""
+    text = f"""
+name = "{name}"
+round_trip = {str(round_trip).lower()}
+[domain.create]
+memory_mib = 128
+[domain.create.workload]
+working_set_mib = {guest['ws']}
+dirty_rate_mibs = {guest['rate']}
+[[steps]]
+use = "prepare-domain"
+warmup_s = {guest['warmup']}
+[[steps]]
+use = "set-capabilities"
+parameters = {{ max-bandwidth = {guest['bandwidth']} }}
+[[steps]]
+use = "migrate"
+mode = "{mode}"
+expect = "{expect}"
+{timeout_line}{flags_line}
+[[steps]]
+use = "collect-qmp"
+[[steps]]
+use = "restore"
+"""
+    path = tmp_path / f"{name}-{mode}.toml"
+    path.write_text(text)
+    return path
+
+
+def run(tmp_path, wf, fault=None, db=None, timeout=300):
+    db = db or tmp_path / "results.duckdb"
+    env = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               MIGFLOW_PLUGIN_MODULES="faults", MIGFLOW_FAULT=fault or "", MIGFLOW_FAULT_MARK=str(tmp_path / "fault.mark"))
+    proc = subprocess.run([sys.executable, "-m", "migflow", "run", str(wf), "--results", str(db)],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    return db, proc
+
+
+def fired(tmp_path):
+    mark = tmp_path / "fault.mark"
+    return mark.exists() and mark.read_text().strip() != ""
+
+
+def query(db, sql, *params):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(sql, params).fetchall()
+
+
+def restore_found(db):
+    [(result,)] = query(db, "SELECT result FROM steps WHERE step = 'restore'")
+    return json.loads(result)
+
+
+@pytest.fixture
+def healthy_after(lab, tmp_path):
+    """After the case: the lab is healthy again and a plain run on the same hosts succeeds."""
+    yield
+    from migflow_lab import hosts
+
+    subprocess.run(["ip", "link", "set", "mflab-b-br", "up"], check=False)
+    if not hosts.is_up():
+        hosts.up(echo=lambda _m: None)
+    quick = {"ws": 8, "rate": 4, "warmup": 0, "bandwidth": 512 * MiB}
+    db, proc = run(tmp_path, workflow(tmp_path, guest=quick, name="after", round_trip=True), db=tmp_path / "after.duckdb")
+    assert proc.returncode == 0, "the next run on the same hosts failed:\n" + proc.stdout + proc.stderr
+    assert query(db, "SELECT status FROM runs") == [("completed",)]
+    for h in hosts.status()["hosts"]:
+        assert h["domains"] == [], f"{h['name']} kept a domain: {h['domains']}"
+
+
+CASES = [
+    # fault, mode, expected run status, words in the leg's error, where restore found the domain
+    ("abort", "p2p", "failed", "canceled by client", {"source": "running"}),
+    ("kill-dst-libvirtd", "p2p", "failed", "", {"source": "running"}),
+    ("kill-dst-qemu", "p2p", "failed", "", {"source": "running"}),
+    ("kill-dst-qemu", "managed-direct", "failed", "", {"source": "running"}),
+]
+
+
+@pytest.mark.parametrize("fault,mode,status,words,found", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_fault_leaves_the_source_running(tmp_path, healthy_after, fault, mode, status, words, found):
+    db, proc = run(tmp_path, workflow(tmp_path, mode=mode), fault)
+    assert fired(tmp_path), proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    [(run_status, run_error)] = query(db, "SELECT status, error FROM runs")
+    assert run_status == status, (run_status, run_error)
+    assert run_error.startswith("step 'migrate' failed")
+    [(leg_status, leg_error)] = query(db, "SELECT status, error FROM migrations")
+    assert leg_status == "failed" and words in leg_error, leg_error
+    assert restore_found(db)["found"] == found
+
+
+def test_source_qemu_killed_means_the_vm_is_lost(tmp_path, healthy_after):
+    db, proc = run(tmp_path, workflow(tmp_path), "kill-src-qemu")
+    assert fired(tmp_path) and proc.returncode == 1, proc.stdout + proc.stderr
+    [(run_status, run_error)] = query(db, "SELECT status, error FROM runs")
+    assert run_status == "lost", (run_status, run_error)  # never success
+    assert "found on neither host" in run_error
+    assert query(db, "SELECT status FROM migrations") == [("failed",)]
+
+
+def test_link_cut_fails_after_keepalive_and_the_source_keeps_running(tmp_path, healthy_after):
+    db, proc = run(tmp_path, workflow(tmp_path), "cut-link", timeout=400)
+    assert fired(tmp_path) and proc.returncode == 1, proc.stdout + proc.stderr
+    [(leg_status, leg_error)] = query(db, "SELECT status, error FROM migrations")
+    # the client's keepalive or libvirtd's (about 30 s) closes the connection
+    assert leg_status == "failed" and any(w in leg_error for w in ("keepalive", "socket is closed", "connection")), leg_error
+    found = restore_found(db)["found"]
+    assert found.get("source") == "running", found
+
+
+@pytest.mark.parametrize("action", ["abort", "suspend"])
+def test_never_converging_migration_with_a_timeout(tmp_path, healthy_after, action):
+    db, proc = run(tmp_path, workflow(tmp_path, guest=HOT, timeout=(6, action), expect="any"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [(leg_status, leg_error, wall, extra)] = query(db, "SELECT status, error, wall_ms, extra FROM migrations")
+    assert wall >= 6000
+    if action == "abort":
+        assert leg_status == "failed" and leg_error.startswith("timed out after 6 s (abort)"), leg_error
+        assert restore_found(db)["found"] == {"source": "running"}
+    else:  # paused, the guest stops dirtying: the migration completes; libvirt resumes it on the destination
+        assert leg_status == "completed", leg_error
+        assert json.loads(extra)["timeout_action"] == "suspend"
+        assert restore_found(db)["found"] == {"destination": "running"}
+
+
+@pytest.mark.parametrize("mode", ["p2p", "managed-direct"])
+def test_ctrl_c_aborts_the_leg_restores_and_records_interrupted(tmp_path, healthy_after, mode):
+    db, proc = run(tmp_path, workflow(tmp_path, mode=mode), "sigint-self")
+    assert fired(tmp_path)
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert query(db, "SELECT status, error FROM runs") == [("interrupted", "interrupted by Ctrl-C")]
+    assert query(db, "SELECT step, status FROM steps ORDER BY position") == [
+        ("prepare-domain", "completed"), ("set-capabilities", "completed"), ("migrate", "interrupted"),
+        ("collect-qmp", "completed"), ("restore", "completed")]
+    assert query(db, "SELECT status FROM migrations") == [("interrupted",)]
+    found = restore_found(db)["found"]
+    assert found in ({"source": "running"}, {"source": "paused"}), found  # a paused source is resumed by restore
+
+
+def wait_until_only_on(where, timeout=120):
+    import libvirt
+
+    from migflow_lab import hosts
+
+    uris = {h["name"]: h["uri"] for h in hosts.LAB_HOSTS}
+    want = {"source": uris["mflab-a"], "destination": uris["mflab-b"]}[where]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = {}
+        for uri in uris.values():
+            conn = libvirt.open(uri)
+            try:
+                states[uri] = [d.state()[0] for d in conn.listAllDomains() if d.name() == "migflow-guest"]
+            finally:
+                conn.close()
+        if states[want] == [libvirt.VIR_DOMAIN_RUNNING] and all(not v for u, v in states.items() if u != want):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the domain did not settle on the {where}: {states}")
+
+
+@pytest.mark.parametrize("mode,where", [("p2p", "destination"), ("managed-direct", "source")])
+def test_migflow_killed_mid_migration_is_reconciled_and_recovered(tmp_path, healthy_after, mode, where):
+    """SIGKILL: p2p completes anyway (the source libvirtd drives it); managed-direct fails."""
+    db = tmp_path / "results.duckdb"
+    _, proc = run(tmp_path, workflow(tmp_path, mode=mode), "kill-self", db=db)
+    assert fired(tmp_path) and proc.returncode == -signal.SIGKILL
+    spooled = list((tmp_path / "results.duckdb.spool").glob("*.json"))
+    assert len(spooled) == 1 and json.loads(spooled[0].read_text())["run"]["status"] == "running"
+    wait_until_only_on(where)  # the orphaned job ends on its own
+    rec = subprocess.run([sys.executable, "-m", "migflow", "recover", "--results", str(db)], capture_output=True, text=True, timeout=120)
+    assert rec.returncode == 0, rec.stdout + rec.stderr
+    [(status, error, extra)] = query(db, "SELECT status, error, extra FROM runs")
+    assert status == "abandoned"
+    assert f"ended while the run was in progress; domain migflow-guest" in error
+    assert f"running on the {where}" in error, error
+    recovered = json.loads(extra)["recovered"]
+    assert recovered["error"] is None and any("destroyed" in a for a in recovered["actions"]), recovered
+    assert "nothing to recover" in subprocess.run([sys.executable, "-m", "migflow", "recover", "--results", str(db)],
+                                                  capture_output=True, text=True, timeout=60).stdout
