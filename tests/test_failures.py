@@ -146,15 +146,22 @@ def test_link_cut_fails_after_keepalive_and_the_source_keeps_running(tmp_path, h
     assert found.get("source") == "running", found
 
 
-@pytest.mark.parametrize("action", ["abort", "suspend"])
+@pytest.mark.parametrize("action", ["abort", "suspend", "postcopy"])
 def test_never_converging_migration_with_a_timeout(tmp_path, healthy_after, action):
-    db, proc = run(tmp_path, workflow(tmp_path, guest=HOT, timeout=(6, action), expect="any"))
+    flags = ["postcopy"] if action == "postcopy" else []
+    db, proc = run(tmp_path, workflow(tmp_path, guest=HOT, timeout=(6, action), expect="any", flags=flags))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [(leg_status, leg_error, wall, extra)] = query(db, "SELECT status, error, wall_ms, extra FROM migrations")
     assert wall >= 6000
     if action == "abort":
         assert leg_status == "failed" and leg_error.startswith("timed out after 6 s (abort)"), leg_error
         assert restore_found(db)["found"] == {"source": "running"}
+    elif action == "postcopy":  # switched to post-copy: the guest runs on the destination, pages follow on demand
+        assert leg_status == "completed", leg_error
+        assert json.loads(extra)["timeout_action"] == "postcopy"
+        [(requests,)] = query(db, "SELECT ram_postcopy_requests FROM migrations")
+        assert requests is not None and requests >= 0
+        assert restore_found(db)["found"] == {"destination": "running"}
     else:  # paused, the guest stops dirtying: the migration completes; libvirt resumes it on the destination
         assert leg_status == "completed", leg_error
         assert json.loads(extra)["timeout_action"] == "suspend"
