@@ -1,0 +1,220 @@
+"""Helpers shared by the benchmark scripts (not part of migflow).
+
+Statistics are deliberately simple: medians, quartiles, and a bootstrap
+confidence interval for a median ratio or a difference of medians.  Every
+script measures the things it compares side by side, interleaved, in one
+invocation, and reports ratios: absolute times drift on a shared machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+
+#: the lock engineers take around anything that uses the lab (flock(1) uses the same flock(2))
+LAB_LOCK = "/tmp/migflow-lab-dev.lock"
+SRC = "qemu+tcp://198.18.0.1/system"
+DST = "qemu+tcp://198.18.0.2/system"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def lab_lock(path: str | None = LAB_LOCK):
+    """Hold the lab lock (same as ``flock /tmp/migflow-lab-dev.lock CMD``); ``None``: the caller holds it."""
+    if path is None:
+        yield 0.0
+        return
+    t0 = time.monotonic()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        waited = time.monotonic() - t0
+        if waited > 1:
+            log(f"  (waited {waited:.0f} s for {path})")
+        yield waited
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def quartiles(xs):
+    xs = sorted(xs)
+    if len(xs) < 2:
+        return xs[0], xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4, method="inclusive")
+    return q[0], statistics.median(xs), q[2]
+
+
+def bootstrap(stat, samples: list, n: int = 5000, seed: int = 1, level: float = 0.95):
+    """Percentile bootstrap CI of ``stat(resample)``; ``samples`` is a list of groups resampled independently."""
+    rng = random.Random(seed)
+    vals = []
+    for _ in range(n):
+        vals.append(stat(*[[rng.choice(g) for _ in g] for g in samples]))
+    vals.sort()
+    lo = vals[int((1 - level) / 2 * n)]
+    hi = vals[int((1 + level) / 2 * n) - 1]
+    return lo, hi
+
+
+def median_ratio_ci(ratios: list[float]):
+    return bootstrap(statistics.median, [ratios])
+
+
+def run_timed(argv, **kw) -> tuple[float, subprocess.CompletedProcess]:
+    """Process wall time (like ``time CMD``) in seconds, and the completed process."""
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, **kw)
+    return time.perf_counter() - t0, proc
+
+
+def machine_note() -> str:
+    load = os.getloadavg()
+    return f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+
+
+# -- the lab ---------------------------------------------------------------------
+def lab_ready(rate: str | None) -> None:
+    """Bring the lab up if needed and shape its link to ``rate`` (None: unshaped).  Call under the lock."""
+    from migflow_lab import hosts
+
+    if not hosts.is_up():
+        log("the lab is down: migflow lab up")
+        hosts.up(echo=log)
+    hosts.shape(rate=rate)
+
+
+def lab_unshape() -> None:
+    from migflow_lab import hosts
+
+    if hosts.is_up():
+        hosts.shape()
+
+
+class BenchDomain:
+    """A transient lab guest defined for a benchmark (the lab's memory-dirtying kernel), on host a.
+
+    The same guest (one QEMU process, one boot) is migrated by every contender,
+    so its dirty rate and working set are the same for all.
+    """
+
+    def __init__(self, name: str, memory_mib: int = 256, workload: dict | None = None):
+        import uuid
+
+        self.name = name
+        self.uuid = str(uuid.uuid4())
+        self.memory_mib = memory_mib
+        self.workload = workload or {"working_set_mib": 64, "dirty_rate_mibs": 32, "pattern": "sequential"}
+
+    def _conn(self, uri):
+        import libvirt
+
+        libvirt.registerErrorHandler(lambda *_: None, None)  # "domain not found" is an answer here
+        return libvirt.open(uri)
+
+    def create(self) -> None:
+        from migflow_lab import hosts
+        from migflow_lab.guest import guest_image
+        from migflow_libvirt.domain_xml import domain_xml
+
+        img = guest_image(self.workload)
+        xml = domain_xml(name=self.name, uuid=self.uuid, memory_mib=self.memory_mib, vcpus=1,
+                         virt_type="kvm" if hosts.accel() == "kvm" else "qemu", emulator=None,
+                         kernel=img.kernel, cmdline=img.cmdline, serial_path=None, run_id="bench")
+        self.destroy()
+        conn = self._conn(SRC)
+        try:
+            conn.createXML(xml, 0)
+        finally:
+            conn.close()
+
+    def where(self) -> str | None:
+        """'src', 'dst' or None."""
+        for tag, uri in (("src", SRC), ("dst", DST)):
+            conn = self._conn(uri)
+            try:
+                if self.name in [d.name() for d in conn.listAllDomains()]:
+                    return tag
+            finally:
+                conn.close()
+        return None
+
+    def ensure_on_source(self) -> None:
+        """Migrate it back to host a (p2p, live) when it is on b; recreate it when lost."""
+        at = self.where()
+        if at == "dst":
+            proc = subprocess.run(["virsh", "-q", "-c", DST, "migrate", "--live", "--p2p", self.name, SRC], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"could not move {self.name} back: {proc.stderr.strip()}")
+        elif at is None:
+            log(f"{self.name} is gone: recreating it")
+            self.create()
+            time.sleep(2)
+
+    def destroy(self) -> None:
+        import libvirt
+
+        for uri in (SRC, DST):
+            try:
+                conn = self._conn(uri)
+            except libvirt.libvirtError:
+                continue
+            try:
+                dom = conn.lookupByName(self.name)
+                dom.destroy()
+            except libvirt.libvirtError:
+                pass
+            finally:
+                conn.close()
+
+
+def migflow_workflow(path: str, domain: str, mode: str, interval_ms: float | None = 100, extra_steps: str = "") -> str:
+    """A one-leg workflow on an existing domain (written to ``path``)."""
+    collect = "" if interval_ms is None else f'\n[[steps]]\nuse = "collect-qmp"\ninterval_ms = {interval_ms}\n'
+    text = f'''name = "bench"
+repetitions = 1
+round_trip = false
+
+[domain]
+name = "{domain}"
+
+[[steps]]
+use = "prepare-domain"
+{extra_steps}
+[[steps]]
+use = "migrate"
+mode = "{mode}"
+timeout = {{ seconds = 300, action = "abort" }}
+{collect}
+[[steps]]
+use = "restore"
+'''
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def migflow_leg(workflow: str, results: str) -> dict:
+    """Run a one-leg workflow with the real CLI; returns leg 1's row of ``migrations`` (as a dict)."""
+    proc = subprocess.run([sys.executable, "-m", "migflow", "run", workflow, "--results", results], capture_output=True, text=True)
+    import duckdb
+
+    con = duckdb.connect(results, read_only=True)
+    try:
+        cur = con.execute("SELECT m.*, r.run_id AS run FROM migrations m JOIN runs r USING (run_id) ORDER BY r.started_at DESC LIMIT 1")
+        cols = [d[0] for d in cur.description]
+        row = cur.fetchone()
+    finally:
+        con.close()
+    if proc.returncode != 0 or row is None:
+        raise RuntimeError(f"migflow run failed (exit {proc.returncode}): {proc.stdout[-800:]} {proc.stderr[-800:]}")
+    return dict(zip(cols, row))
