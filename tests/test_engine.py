@@ -113,3 +113,44 @@ def test_restore_runs_after_a_signal_and_the_run_is_interrupted(tmp_path, sig, s
     assert steps[2] == ("restore", "completed")
     if step == "migrate":
         assert rows(db, "SELECT status FROM migrations") == [("interrupted",)]
+
+
+RESTORE_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    import fakes
+    from test_engine import workflow, HOSTS
+    from migflow.engine import Engine
+    from migflow.plugins import get_plugins
+
+    def slow_restore(self, ctx, options):
+        print("restoring", flush=True)
+        time.sleep({seconds})
+        fakes.FakeBackend.calls.append("restore")
+        return {{"restored": True}}
+
+    fakes.FakeBackend.restore = slow_restore
+    wf = workflow([("prepare-domain", {{}}), ("restore", {{}})])
+    Engine(get_plugins(extra=(fakes,)), wf, HOSTS, {db!r}, echo=lambda s: print(s, flush=True)).run()
+    print("calls", fakes.FakeBackend.calls, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("signals,restore_status", [(1, "completed"), (2, "interrupted")])
+def test_a_signal_during_restore_lets_it_finish_a_second_abandons_it(tmp_path, signals, restore_status):
+    db = tmp_path / "r.duckdb"
+    script = RESTORE_SCRIPT.format(tests=str(Path(__file__).parent), db=str(db), seconds=3)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = proc.stdout.readline()
+    while line and line.strip() != "restoring":
+        line = proc.stdout.readline()
+    for _ in range(signals):
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert "still restoring the domain" in out, out
+    assert rows(db, "SELECT step, status FROM steps ORDER BY position") == [("prepare-domain", "completed"), ("restore", restore_status)]
+    assert rows(db, "SELECT status FROM runs") == [("interrupted",)]
+    assert ("'restore'" in out) == (signals == 1)

@@ -51,18 +51,17 @@ class Engine:
     fail_fast: bool = False
     summaries: list[RunSummary] = field(default_factory=list)
     _interrupt: str | None = None
-    _protected: bool = False  # an always-run step after a failure/interrupt: finish it
+    _protected: bool = False  # inside an always-run step (restore): finish it unless asked twice
     _armed: bool = False  # inside step code: a signal raises Interrupted there
-
 
     # -- signals ---------------------------------------------------------------
     def _on_signal(self, signum, frame):  # noqa: ARG002
         reason = "interrupted by Ctrl-C" if signum == signal.SIGINT else f"interrupted by signal {signal.Signals(signum).name}"
+        self._interrupt = self._interrupt or reason
         if self._protected:
             self.echo(f"{reason}: still restoring the domain; send the signal again to abandon the restore")
-            self._protected = False
+            self._protected, self._armed = False, True
             return
-        self._interrupt = self._interrupt or reason
         if self._armed:
             self._armed = False
             raise Interrupted(reason)
@@ -158,8 +157,8 @@ class Engine:
                 continue
             started, t0 = time.time(), time.monotonic()
             status, error, result = "completed", None, None
-            self._protected = bool(failed or self._interrupt)
-            self._armed = not self._protected
+            self._protected = spec.always_run
+            self._armed = not spec.always_run
             try:
                 if ctx.backend is None:
                     raise StepError("no backend connection")
