@@ -86,6 +86,7 @@ CASES = [
     # -- the schema -------------------------------------------------------------------
     Case("unknown-key", RUN, 2, "unknown key 'colour'", workflow(head='name = "t"\ncolour = "blue"')),
     Case("wrong-type", RUN, 2, "expected an integer", workflow(head='name = "t"\nrepetitions = "two"')),
+    Case("steps-not-a-list", RUN, 2, "steps: expected a list, got 1", 'name = "t"\nsteps = 1\n[domain]\nname = "g"\n'),  # crashed the loader (fuzzing)
     Case("missing-name", RUN, 2, "missing required key 'name'", workflow(head="")),
     Case("two-domain-choices", RUN, 2, "exactly one of", workflow(domain='[domain]\nname = "g"\n[domain.create]\nmemory_mib = 64')),
     Case("unknown-step-option", RUN, 2, "unknown option 'flagz'", workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p"\nflagz = []')),

@@ -467,7 +467,7 @@ def _workflow(doc: dict, file: str, *, source, destination, results, repetitions
             create.setdefault(k, v)
         create.setdefault("workload", {})
     steps = []
-    for i, s in enumerate(doc.get("steps") or []):
+    for i, s in enumerate(doc["steps"] if isinstance(doc.get("steps"), list) else []):  # steps = 1: a schema issue
         if isinstance(s, dict):
             steps.append(StepUse(name=str(s.get("use", "")), options={k: v for k, v in s.items() if k != "use"}, index=i))
     params, exclude, include = matrix
