@@ -328,6 +328,12 @@ class QemuBackend(Backend):
             if timer is not None:
                 timer.cancel()
         leg.stop_clock()
+        if status == "completed":
+            # QEMU announces `completed` before it computes total-time, downtime and mbps;
+            # they are final once the source's run state is postmigrate.
+            deadline = time.monotonic() + 5
+            while src.status() not in ("postmigrate", None) and time.monotonic() < deadline:
+                time.sleep(0.002)
         # The source QEMU stays up (postmigrate): its final query-migrate, raw.
         try:
             leg.final_stats = _qmp_call(src, "query-migrate")

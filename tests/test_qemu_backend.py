@@ -1,0 +1,163 @@
+"""End to end on the lab: the qemu backend (QEMU without libvirt) migrates the
+lab guest both ways, fills the same tables and columns as the libvirt backend
+(one SQL query compares them), keeps the source's final query-migrate raw,
+and leaves no QEMU process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+pytestmark = pytest.mark.lab
+
+ROOT = Path(__file__).resolve().parent.parent
+STAT_COLUMNS = ("total_time", "setup_time", "downtime", "ram_total", "ram_transferred", "ram_remaining", "ram_normal",
+                "ram_normal_bytes", "ram_duplicate", "ram_page_size", "ram_mbps", "ram_dirty_sync_count", "guest_pause_ms")
+
+
+def migflow(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "migflow", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def query(db, sql, *params):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute(sql, params).fetchall()
+
+
+def _alive(pid) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] not in "ZX"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def both(lab, tmp_path_factory):
+    """One results file: qemu_tcp.toml (2 runs) and managed_direct.toml (1 run) on the same lab and guest."""
+    db = tmp_path_factory.mktemp("qemu") / "results.duckdb"
+    qemu = migflow("run", str(ROOT / "workflows" / "qemu_tcp.toml"), "--results", str(db))
+    libvirt = migflow("run", str(ROOT / "workflows" / "managed_direct.toml"), "-n", "1", "--results", str(db))
+    return db, qemu, libvirt
+
+
+def test_qemu_backend_migrates_both_ways_and_fills_the_statistics(both):
+    db, proc, _ = both
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = query(db, "SELECT run_id, status, host_versions FROM runs WHERE backend = 'qemu' ORDER BY plan_index")
+    assert [r[1] for r in runs] == ["completed", "completed"]
+    versions = json.loads(runs[0][2])
+    for role in ("source", "destination"):
+        assert versions[role]["hypervisor"] == "QEMU" and versions[role]["hypervisor_version"].count(".") == 2
+    assert versions["source"]["version_from"] == "query-version"
+    cols = ", ".join(STAT_COLUMNS)
+    legs = query(db, f"""SELECT m.run_id, leg, source, destination, mode, m.status, wall_ms, {cols}, stats, m.extra
+                         FROM migrations m JOIN runs r USING (run_id) WHERE r.backend = 'qemu' ORDER BY m.run_id, leg""")
+    assert len(legs) == 4
+    for row in legs:
+        run_id, leg, source, destination, mode, status, wall = row[:7]
+        stats_cols = dict(zip(STAT_COLUMNS, row[7:7 + len(STAT_COLUMNS)]))
+        stats, extra = json.loads(row[-2]), json.loads(row[-1])
+        assert mode == "qmp-tcp" and status == "completed"
+        assert all(v is not None for v in stats_cols.values()), stats_cols
+        # leg 1 goes a -> b, leg 2 comes back
+        assert ("198.18.0.1" in source) == (leg == 1) and ("198.18.0.2" in destination) == (leg == 1)
+        assert stats_cols["ram_total"] >= 256 * 2**20 * 0.95 and stats_cols["ram_page_size"] == 4096
+        assert stats_cols["ram_normal_bytes"] == stats_cols["ram_normal"] * 4096 <= stats_cols["ram_transferred"]
+        assert 0 < stats_cols["total_time"] <= wall + 1  # QEMU's time within the client's migrate -> completed
+        assert 0 <= stats_cols["downtime"] <= stats_cols["total_time"]
+        # the source's final query-migrate, raw: QMP-only fields, no libvirt translation
+        assert stats["status"] == "completed" and "multifd-bytes" in stats["ram"] and "libvirt" not in stats
+        assert stats["ram"]["transferred"] == stats_cols["ram_transferred"]
+        assert extra["source_exit"] == "quit" and extra["destination_state"] == "running"
+        assert extra["in_force"]["parameters"]["max-bandwidth"] > 2**40  # libvirt's unlimited default
+        [(n,)] = query(db, "SELECT count(*) FROM samples WHERE run_id = ? AND leg = ?", run_id, leg)
+        assert n >= 1
+    for (result,) in query(db, "SELECT s.result FROM steps s JOIN runs r USING (run_id) WHERE r.backend = 'qemu' AND step = 'restore'"):
+        assert json.loads(result)["found"] == {"source": "running"}
+
+
+def test_nothing_left_running(both):
+    from migflow_lab import hosts
+
+    db, proc, _ = both
+    assert proc.returncode == 0, proc.stderr
+    pids = set()
+    for (extra,) in query(db, "SELECT m.extra FROM migrations m JOIN runs r USING (run_id) WHERE r.backend = 'qemu'"):
+        pids |= set(json.loads(extra)["pids"].values())
+    for (result,) in query(db, "SELECT s.result FROM steps s JOIN runs r USING (run_id) WHERE r.backend = 'qemu' AND step in ('prepare-domain', 'restore')"):
+        r = json.loads(result)
+        pids |= {r["pid"]} if "pid" in r else set(r.get("pids", {}).values())
+    assert len(pids) >= 6  # 2 runs x (source, leg-1 destination, leg-2 destination)
+    assert not [p for p in pids if _alive(p)]
+    lab_qemus = set(hosts.qemu_pids("mflab-a")) | set(hosts.qemu_pids("mflab-b"))
+    assert not pids & lab_qemus
+    run_ids = [r for (r,) in query(db, "SELECT run_id FROM runs WHERE backend = 'qemu'")]
+    assert not any(os.path.exists(f"/var/tmp/migflow/qemu/{r}") for r in run_ids)  # sockets and logs removed
+
+
+def test_both_backends_compare_in_one_query(both):
+    db, qemu, libvirt = both
+    assert libvirt.returncode == 0, libvirt.stdout + libvirt.stderr
+    rows = query(db, """SELECT r.backend, count(*), count(total_time), count(downtime), count(ram_transferred),
+                               count(ram_dirty_sync_count), count(guest_pause_ms), bool_and(total_time <= wall_ms + 1),
+                               median(wall_ms - total_time)
+                        FROM migrations m JOIN runs r USING (run_id) WHERE m.status = 'completed'
+                        GROUP BY r.backend ORDER BY r.backend""")
+    assert [r[0] for r in rows] == ["libvirt", "qemu"]
+    for backend, n, *counts, within, overhead in rows:
+        assert all(c == n for c in counts), (backend, n, counts)
+        assert within
+    overhead = {r[0]: r[-1] for r in rows}
+    assert overhead["libvirt"] > overhead["qemu"]  # what libvirt adds around QEMU's migration
+
+
+def test_timeout_abort_leaves_the_guest_on_its_source_and_nothing_running(lab, tmp_path):
+    wf = tmp_path / "slow.toml"
+    wf.write_text("""name = "qemu_slow"
+backend = "qemu"
+[domain.create]
+memory_mib = 256
+[domain.create.workload]
+working_set_mib = 64
+dirty_rate_mibs = 32
+[[steps]]
+use = "prepare-domain"
+[[steps]]
+use = "set-capabilities"
+parameters = { max-bandwidth = 1048576 }
+[[steps]]
+use = "migrate"
+mode = "qmp-tcp"
+expect = "failure"
+timeout = { seconds = 1, action = "abort" }
+[[steps]]
+use = "collect-qmp"
+[[steps]]
+use = "restore"
+""")
+    db = tmp_path / "r.duckdb"
+    proc = migflow("run", str(wf), "--results", str(db))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [(status, error, extra, stats)] = query(db, "SELECT status, error, extra, stats FROM migrations")
+    assert status == "failed" and error.startswith("timed out after 1 s (abort)"), error
+    assert json.loads(stats)["status"] == "cancelled"  # the source's own final view
+    [(result,)] = query(db, "SELECT result FROM steps WHERE step = 'restore'")
+    assert json.loads(result)["found"] == {"source": "running"}
+    assert not [p for p in json.loads(extra)["pids"].values() if _alive(p)]
+
+
+def test_local_hosts_without_the_lab(tmp_path):
+    """qemu+local://: both QEMUs on this machine, migrating over loopback addresses."""
+    db = tmp_path / "r.duckdb"
+    proc = migflow("run", str(ROOT / "workflows" / "qemu_tcp.toml"), "-n", "1", "--src", "qemu+local://127.0.0.1",
+                   "--dst", "qemu+local://127.0.0.2", "--results", str(db))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = query(db, "SELECT status, stats->>'$.status', destination FROM migrations ORDER BY leg")
+    assert rows == [("completed", "completed", "qemu+local://127.0.0.2"), ("completed", "completed", "qemu+local://127.0.0.1")]
