@@ -4,14 +4,22 @@ manager with the plugin registered, no global state, no hosts."""
 from __future__ import annotations
 
 import click
+import pytest
 from click.testing import CliRunner
 
 import migflow_example
 from migflow.plugins import get_plugins
 
 
-def test_modes_and_step_are_registered():
-    plugins = get_plugins(extra=(migflow_example,))
+@pytest.fixture
+def plugins(monkeypatch):
+    """A fresh manager with the plugin registered by hand.  Entry points are
+    switched off, or an installed copy of the plugin would be registered twice."""
+    monkeypatch.setenv("MIGFLOW_LOAD_PLUGINS", "")
+    return get_plugins(extra=(migflow_example,))
+
+
+def test_modes_and_step_are_registered(plugins):
     assert plugins.modes["p2p-compressed"].flags == ("live", "peer2peer", "compressed")
     assert plugins.modes["p2p-compressed"].backend == "libvirt"
     assert plugins.modes["qmp-xbzrle"].backend == "qemu"
@@ -27,8 +35,6 @@ def test_hello_command():
 
 
 def test_guest_check_fails_without_a_heartbeat():
-    import pytest
-
     from migflow.errors import StepError
     from migflow_example.steps import guest_check
 
