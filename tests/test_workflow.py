@@ -65,7 +65,7 @@ class FakeSteps:
 
 @pytest.fixture
 def plugins(monkeypatch):
-    monkeypatch.setenv("MIGFLOW_DISABLE_PLUGINS", "steps,libvirt,lab")
+    monkeypatch.setenv("MIGFLOW_DISABLE_PLUGINS", "steps,libvirt,lab,qemu")
     monkeypatch.setenv("MIGFLOW_LOAD_PLUGINS", "")
     p = get_plugins(extra=(FakeSteps(),))
     yield p
