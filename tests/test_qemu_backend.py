@@ -161,3 +161,14 @@ def test_local_hosts_without_the_lab(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = query(db, "SELECT status, stats->>'$.status', destination FROM migrations ORDER BY leg")
     assert rows == [("completed", "completed", "qemu+local://127.0.0.2"), ("completed", "completed", "qemu+local://127.0.0.1")]
+
+
+def test_one_line_switches_a_workflow_to_the_qemu_backend(lab, tmp_path):
+    """managed_direct.toml names no mode: adding `backend = "qemu"` runs it without libvirt."""
+    text = (ROOT / "workflows" / "managed_direct.toml").read_text()
+    switched = tmp_path / "switched.toml"
+    switched.write_text('backend = "qemu"\n' + text)
+    db = tmp_path / "r.duckdb"
+    proc = migflow("run", str(switched), "-n", "1", "--results", str(db))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert query(db, "SELECT DISTINCT r.backend, m.mode, m.status FROM migrations m JOIN runs r USING (run_id)") == [("qemu", "qmp-tcp", "completed")]

@@ -45,7 +45,7 @@ def _factory(source_uri: str, destination_uri: str):
 
 @hookimpl
 def migflow_register_backends(register):
-    register(BackendSpec("libvirt", _factory, description="libvirt hosts over qemu+tcp/tls/ssh URIs (QEMU/KVM)"))
+    register(BackendSpec("libvirt", _factory, description="libvirt hosts over qemu+tcp/tls/ssh URIs (QEMU/KVM)", default_mode="managed-direct"))
 
 
 @hookimpl

@@ -48,7 +48,7 @@ def _factory(source_uri: str, destination_uri: str):
 
 @hookimpl
 def migflow_register_backends(register):
-    register(BackendSpec("qemu", _factory, description="QEMU processes started by migflow and driven over QMP (no libvirt): qemu+lab://HOST, qemu+local://ADDRESS"))
+    register(BackendSpec("qemu", _factory, description="QEMU processes started by migflow and driven over QMP (no libvirt): qemu+lab://HOST, qemu+local://ADDRESS", default_mode="qmp-tcp"))
 
 
 @hookimpl

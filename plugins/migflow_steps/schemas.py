@@ -80,9 +80,8 @@ SETCAPS_OPTIONS = {
 MIGRATE_OPTIONS = {
     "type": "object",
     "additionalProperties": False,
-    "required": ["mode"],
     "properties": {
-        "mode": {"type": "string", "description": "a migration mode contributed by a plugin: managed-direct, p2p, p2p-tunnelled, unmanaged-direct, zstack ..."},
+        "mode": {"type": "string", "description": "a migration mode contributed by a plugin: managed-direct, p2p, p2p-tunnelled, unmanaged-direct, zstack ...; default: the backend's default mode"},
         "flags": {"type": "array", "items": {"enum": FLAGS}, "uniqueItems": True, "description": "extra flags on top of the mode's own"},
         "round_trip": {"type": "boolean", "description": "overrides the workflow's round_trip"},
         "timeout": {

@@ -23,7 +23,7 @@ def set_capabilities(ctx, options: dict) -> dict:
 
 
 def migrate(ctx, options: dict) -> dict:
-    mode = ctx.plugins.mode(options["mode"])
+    mode = ctx.plugins.mode(_mode_name(ctx.plugins, ctx.workflow, options))
     if mode.backend != ctx.workflow.backend:
         raise StepError(f"mode {mode.name!r} belongs to the {mode.backend!r} backend, not {ctx.workflow.backend!r}")
     flags = list(dict.fromkeys([*mode.flags, *options.get("flags", [])]))
@@ -62,6 +62,13 @@ def restore(ctx, options: dict) -> dict:
     return end
 
 
+def _mode_name(plugins, workflow, options: dict) -> str | None:
+    if "mode" in options:
+        return options["mode"]
+    backend = plugins.backends.get(workflow.backend)
+    return backend.default_mode if backend else None
+
+
 def validate_scenario(workflow, scenario, plugins) -> list:
     """Combinations that cannot work, found before anything runs."""
     issues = []
@@ -70,10 +77,13 @@ def validate_scenario(workflow, scenario, plugins) -> list:
         if use.name == "set-capabilities":
             caps.update({k: v for k, v in use.options.get("capabilities", {}).items() if v})
     for use in scenario.steps:
-        if use.name != "migrate" or "mode" not in use.options:
+        if use.name != "migrate":
             continue
         path = f"steps[{use.index}]"
-        name = use.options["mode"]
+        name = _mode_name(plugins, workflow, use.options)
+        if name is None:
+            issues.append((path, f"the {workflow.backend!r} backend has no default mode: give mode = \"...\""))
+            continue
         mode = plugins.modes.get(name)
         if mode is None:
             known = ", ".join(sorted(m for m, spec in plugins.modes.items() if spec.backend == workflow.backend))

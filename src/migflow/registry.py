@@ -48,11 +48,14 @@ class BackendSpec:
         implements :class:`migflow.backend.Backend`.  Imported lazily: keep heavy
         imports inside the factory.
     :param description: one line.
+    :param default_mode: the mode a migrate step without ``mode`` uses, so a
+        workflow switches backend with its ``backend = "..."`` line alone.
     """
 
     name: str
     factory: Callable[..., Any]
     description: str = ""
+    default_mode: str | None = None
 
 
 @dataclass(frozen=True)
