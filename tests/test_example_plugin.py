@@ -109,8 +109,21 @@ def test_workflow_runs_on_the_lab(venv, lab, tmp_path):
     assert json.loads(check)["alive"] is True
 
 
+def _outer_has_example() -> bool:
+    proc = subprocess.run([sys.executable, "-m", "migflow", "plugins", "--json"], capture_output=True, text=True, timeout=120)
+    return proc.returncode == 0 and _example(proc.stdout) is not None
+
+
 def test_uninstalled_the_workflow_fails_validation_naming_the_plugin(venv):
-    venv.uninstall()
+    # Where the main environment has it too (CI installs it there), the throw-away
+    # environment would still see that copy: uninstall it from both, as a user would.
+    envs = [venv]
+    if _outer_has_example():
+        outer = Venv(Path(sys.prefix), venv.package)
+        outer.python = sys.executable
+        envs.append(outer)
+    for env in envs:
+        env.uninstall()
     try:
         assert _example(venv.migflow("plugins", "--json").stdout) is None
         proc = venv.migflow("validate", str(venv.package / WORKFLOW))
@@ -118,7 +131,8 @@ def test_uninstalled_the_workflow_fails_validation_naming_the_plugin(venv):
         assert "requires[0]: workflow needs plugin 'migflow-example', which is not installed (pip install migflow-example)" in proc.stdout + proc.stderr
         assert venv.migflow("example", "hello").returncode != 0
     finally:
-        venv.install()  # as found, for any test that runs after this one
+        for env in envs:
+            env.install()  # as found, for any test that runs after this one
     assert _example(venv.migflow("plugins", "--json").stdout) is not None
 
 

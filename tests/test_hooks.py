@@ -54,7 +54,9 @@ def _example_plugin():
 def test_hook_is_implemented_by_a_shipped_plugin(hook):
     from migflow.progress import ProgressDisplay
 
-    plugins = migflow.plugins.get_plugins(extra=(_example_plugin(), ProgressDisplay(1)))
+    plugins = migflow.plugins.get_plugins(extra=(ProgressDisplay(1),))
+    if plugins.pm.get_plugin("example") is None:  # not installed here (CI installs it): register it by hand
+        plugins = migflow.plugins.get_plugins(extra=(_example_plugin(), ProgressDisplay(1)))
     owners = [plugins.pm.get_name(impl.plugin) for impl in getattr(plugins.hook, hook).get_hookimpls()]
     assert owners, f"no built-in or example plugin implements {hook}"
 

@@ -33,16 +33,20 @@ def _libvirt():
     return libvirt
 
 
-def _domain_xml(name: str) -> str:
+def _domain_xml(name: str, serial_path: str) -> str:
+    """The lab's memory-dirtying guest (16 MiB working set at 8 MiB/s), heartbeat to a file."""
+    from migflow_lab.guest import guest_image
+
+    image = guest_image({"working_set_mib": 16, "dirty_rate_mibs": 8})
     kind = "kvm" if hosts.accel() == "kvm" else "qemu"
     return f"""<domain type='{kind}'>
   <name>{name}</name>
   <memory unit='MiB'>128</memory>
   <vcpu>1</vcpu>
-  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{image.kernel}</kernel><cmdline>{image.cmdline}</cmdline></os>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <serial type='pty'/>
+    <serial type='file'><source path='{serial_path}' append='on'/></serial>
   </devices>
 </domain>"""
 
@@ -170,9 +174,13 @@ def test_domain(lab):
     """A minimal domain running on host A; destroyed wherever it ended up afterwards."""
     libvirt = _libvirt()
     name = f"mflab-test-{os.getpid()}"
+    serial = f"/var/tmp/migflow/serial/{name}.log"
+    os.makedirs(os.path.dirname(serial), exist_ok=True)
+    if os.path.exists(serial):
+        os.unlink(serial)
     conn_a = libvirt.open(A["uri"])
-    dom = conn_a.createXML(_domain_xml(name), 0)
-    yield name, dom
+    dom = conn_a.createXML(_domain_xml(name, serial), 0)
+    yield name, dom, serial
     for h in (A, B):
         conn = libvirt.open(h["uri"])
         try:
@@ -183,14 +191,27 @@ def test_domain(lab):
         finally:
             conn.close()
     conn_a.close()
+    if os.path.exists(serial):
+        os.unlink(serial)
 
 
 @pytest.mark.lab
 def test_migrate_managed_direct_and_p2p(lab, test_domain):
     libvirt = _libvirt()
-    name, dom = test_domain
+    from migflow_lab.heartbeat import HeartbeatMonitor
+
+    name, dom, serial = test_domain
     conn_a, conn_b = libvirt.open(A["uri"]), libvirt.open(B["uri"])
+    beat = HeartbeatMonitor(serial).start()
+
+    def still_dirtying(where: str) -> None:
+        seen = beat.heartbeats
+        assert beat.wait(seen + 200, timeout=20), f"the guest stopped beating on {where}"
+        time.sleep(1.2)  # a status line a second
+        assert beat.dirty_rate_mibs() is not None and 4 <= beat.dirty_rate_mibs() <= 12, beat.dirty_rate_mibs()
+
     try:
+        still_dirtying("host a")
         assert name in _running_names(conn_a)
         assert hosts.qemu_pids("a"), "no QEMU process inside host a's namespace"
         # stdio_handler = "file": the domain runs without virtlogd
@@ -200,13 +221,16 @@ def test_migrate_managed_direct_and_p2p(lab, test_domain):
         new = dom.migrate(conn_b, libvirt.VIR_MIGRATE_LIVE, None, None, 0)
         assert new is not None and new.name() == name
         assert name in _running_names(conn_b) and name not in _running_names(conn_a)
+        still_dirtying("host b")
         # B -> A, peer to peer: host b's daemon talks to host a's
         conn_b.lookupByName(name).migrateToURI3(A["uri"], {}, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER)
         assert name in _running_names(conn_a) and name not in _running_names(conn_b)
+        still_dirtying("host a again")
         st = hosts.status()
         assert [d["name"] for d in st["hosts"][0]["domains"]] == [name]
         assert st["hosts"][1]["domains"] == []
     finally:
+        beat.stop()
         conn_a.close()
         conn_b.close()
 
