@@ -52,8 +52,7 @@ class ProgressDisplay:
     # -- hooks --------------------------------------------------------------------------
     @hookimpl
     def migflow_run_started(self, ctx):
-        params = ", ".join(f"{k}={v}" for k, v in ctx.scenario.params.items()) or "default"
-        self.echo(f"run {self.done_runs + 1}/{self.total_runs} {ctx.run_id}: scenario {params}, repetition {ctx.repetition}")
+        self.echo(f"run {self.done_runs + 1}/{self.total_runs} {ctx.run_id}: scenario {ctx.scenario.label}, repetition {ctx.repetition}")
 
     @hookimpl
     def migflow_run_finished(self, ctx):
@@ -68,13 +67,12 @@ class ProgressDisplay:
         self._last_iteration = None
         text = f"leg {leg.number} {leg.mode} {redact_uri(leg.source)} -> {redact_uri(leg.destination)}"
         if self.live:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, Progress, TextColumn
 
             self._progress = Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
                 TextColumn("{task.fields[detail]}"),
-                TimeElapsedColumn(),
                 console=self.console,
                 transient=False,
             )
@@ -88,7 +86,7 @@ class ProgressDisplay:
         ram = sample.stats.get("ram") or {}
         total, sent, rem = ram.get("total"), ram.get("transferred"), ram.get("remaining")
         mbps, it = ram.get("mbps"), ram.get("dirty-sync-count")
-        detail = f"{_mib(sent)} sent of {_mib(total)} | {mbps or 0:,.0f} Mbit/s | iteration {it or '?'} | {_mib(rem)} left"
+        detail = f"{_mib(sent)} sent of {_mib(total)} | {mbps or 0:,.0f} Mbit/s | iteration {it or '?'} | {_mib(rem)} left | {sample.ms / 1000:.1f} s"
         with self._lock:
             if self._progress is not None:
                 done = (total - rem) if (total is not None and rem is not None) else None
@@ -97,7 +95,7 @@ class ProgressDisplay:
             now = time.monotonic()
             if it != self._last_iteration or now - self._last_line >= 5:
                 self._last_iteration, self._last_line = it, now
-                self.echo(f"  leg {leg.number} {sample.ms / 1000:7.1f}s {detail}")
+                self.echo(f"  leg {leg.number} {detail}")
 
     @hookimpl
     def migflow_leg_finished(self, ctx, leg):
@@ -116,7 +114,7 @@ class ProgressDisplay:
             line += f": {redact_text(leg.error)}"
         with self._lock:
             if self._progress is not None:
-                self._progress.update(self._task, detail=leg.status)
+                self._progress.update(self._task, detail=f"{leg.status} | {leg.elapsed_ms() / 1000:.1f} s")
                 self._progress.stop()
                 self._progress = None
         self.echo(line)
