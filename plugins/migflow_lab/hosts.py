@@ -312,23 +312,10 @@ def _empty_link() -> dict:
 
 
 def accel() -> str:
-    """``"kvm"`` when /dev/kvm can be opened and answers KVM_GET_API_VERSION, else ``"tcg"``.
+    """``"kvm"`` when /dev/kvm works, else ``"tcg"``; ``MIGFLOW_LAB_ACCEL=tcg`` (or ``kvm``) forces it."""
+    from migflow.kvm import accel as probe
 
-    ``MIGFLOW_LAB_ACCEL=tcg`` (or ``kvm``) forces the answer.
-    """
-    forced = os.environ.get("MIGFLOW_LAB_ACCEL", "").lower()
-    if forced in ("kvm", "tcg"):
-        return forced
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return "tcg"
-    try:
-        return "kvm" if fcntl.ioctl(fd, 0xAE00) == 12 else "tcg"  # KVM_GET_API_VERSION
-    except OSError:
-        return "tcg"
-    finally:
-        os.close(fd)
+    return probe("MIGFLOW_LAB_ACCEL")
 
 
 _COMMANDS = {  # command -> Debian package

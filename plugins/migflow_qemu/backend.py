@@ -19,7 +19,6 @@ gives an ``iteration`` sample) and lifts QEMU's default bandwidth cap of
 
 from __future__ import annotations
 
-import fcntl
 import os
 import platform
 import re
@@ -73,20 +72,9 @@ _HOLDS_GUEST = ("running", "paused", "prelaunch", "debug", "suspended", "watchdo
 def accel() -> str:
     """``kvm`` when /dev/kvm answers, else ``tcg``; ``MIGFLOW_QEMU_ACCEL`` (or the lab's
     ``MIGFLOW_LAB_ACCEL``) forces it."""
-    for var in ("MIGFLOW_QEMU_ACCEL", "MIGFLOW_LAB_ACCEL"):
-        forced = os.environ.get(var, "").lower()
-        if forced in ("kvm", "tcg"):
-            return forced
-    try:
-        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
-    except OSError:
-        return "tcg"
-    try:
-        return "kvm" if fcntl.ioctl(fd, 0xAE00) == 12 else "tcg"  # KVM_GET_API_VERSION
-    except OSError:
-        return "tcg"
-    finally:
-        os.close(fd)
+    from migflow.kvm import accel as probe
+
+    return probe("MIGFLOW_QEMU_ACCEL", "MIGFLOW_LAB_ACCEL")
 
 
 def _qmp_call(proc: QemuProcess, command: str, arguments: dict | None = None, timeout: float = 30.0):
