@@ -26,6 +26,7 @@ database is deleted at the end unless ``--keep``.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import random
@@ -40,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import log, machine_note  # noqa: E402
 
 from migflow.records import RunRecorder, ingest_spools, open_readonly, run_sql, sample_from_stats  # noqa: E402
-from migflow.records.spool import spool_path  # noqa: E402
+from migflow.records.spool import remove_spool, samples_path, spool_path  # noqa: E402
 
 MODES = ["managed-direct", "p2p", "p2p-tunnelled", "unmanaged-direct", "zstack"]
 
@@ -92,7 +93,9 @@ def template(results: Path, samples_per_run: int) -> dict:
             for i in range(per_leg)])
     rec.flush()
     data = json.loads(rec.path.read_text())
-    rec.path.unlink()
+    with open(samples_path(rec.path), newline="") as f:
+        data["_sample_rows"] = list(csv.reader(f))  # header first
+    remove_spool(rec.path)
     return data
 
 
@@ -101,7 +104,7 @@ def write_chunk(results: Path, tmpl: dict, start: int, count: int, rng: random.R
     for i in range(start, start + count):
         run_id = f"bench-{i:07d}"
         mode = MODES[i % len(MODES)]
-        d = json.loads(json.dumps(tmpl))  # deep copy
+        d = json.loads(json.dumps({k: v for k, v in tmpl.items() if k != "_sample_rows"}))  # deep copy
         d["run"].update(run_id=run_id, scenario=f"mode={mode}", params={"mode": mode}, status="completed", plan_index=i)
         for m in d["migrations"]:
             m["mode"] = mode
@@ -110,9 +113,18 @@ def write_chunk(results: Path, tmpl: dict, start: int, count: int, rng: random.R
             m["ram_mbps"] = rng.gauss(900, 20)
             if mode == "unmanaged-direct":
                 m.update(status="failed", error="argument unsupported: direct migration is not supported by the source host")
-        for s in d["samples"]:
-            s["mbps"] = rng.gauss(900, 30)
-        with open(spool_path(results, run_id), "w") as f:
+        header, *rows = tmpl["_sample_rows"]
+        mbps, rid = header.index("mbps"), header.index("run_id")
+        path = spool_path(results, run_id)
+        d["samples_file"] = samples_path(path).name
+        with open(samples_path(path), "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(header)
+            for r in rows:
+                r = list(r)
+                r[rid], r[mbps] = run_id, repr(rng.gauss(900, 30))
+                w.writerow(r)
+        with open(path, "w") as f:
             json.dump(d, f, separators=(",", ":"))
 
 

@@ -31,7 +31,7 @@ from migflow.records import (
     redact_uri,
     sample_from_stats,
 )
-from migflow.records.spool import list_spools, spool_path
+from migflow.records.spool import list_spools, samples_path, spool_path
 
 # The seed's query-migrate output (8 GiB guest, 1 GbE).
 SEED = {
@@ -169,10 +169,13 @@ def test_reingest_is_idempotent(tmp_path):
     rec, _ = record_run(results, finish=False)
     rec.flush()
     saved = json.loads(rec.path.read_text())
+    samples = samples_path(rec.path).read_bytes()
     assert rec.finish("completed").ingested
+    assert not samples_path(rec.path).exists()
     first = counts(results)
     # the same finished spool again, as after a crash between the commit and the unlink
     saved["run"].update(status="completed", ended_at="2030-01-01T00:00:00+00:00")
+    samples_path(rec.path).write_bytes(samples)
     rec.path.write_text(json.dumps(saved))
     assert ingest_pending(results, wait_s=5) == (1, 0)
     assert ingest_pending(results, wait_s=5) == (0, 0)
@@ -466,3 +469,16 @@ def test_concurrent_runs_all_arrive(tmp_path):
     assert written == 9
     assert not list_spools(results)
     assert counts(results) == {"runs": 9, "steps": 18, "migrations": 18, "samples": 108}
+
+
+def test_samples_live_beside_the_spool_and_a_missing_file_keeps_the_spool(tmp_path):
+    results = tmp_path / "results.duckdb"
+    rec, _ = record_run(results, finish=False)
+    rec.flush()
+    data = json.loads(rec.path.read_text())
+    assert "samples" not in data and data["samples_count"] > 0
+    assert samples_path(rec.path).read_text().splitlines()[0].startswith("run_id,leg,ms,kind")
+    samples_path(rec.path).unlink()  # lost by hand: the run must not be written without its samples
+    result = rec.finish("completed")
+    assert not result.ingested and "is missing" in result.message
+    assert rec.path.exists()

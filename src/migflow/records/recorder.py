@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..legs import flatten_stats
-from .schema import RUN_STATUSES, STAT_COLUMNS, STEP_STATUSES
-from .spool import SPOOL_FORMAT, process_start, spool_path, write_spool
+from .schema import RUN_STATUSES, STAT_COLUMNS, STEP_STATUSES, TABLES
+from .spool import SPOOL_FORMAT, process_start, spool_path, write_samples, write_spool
 from .store import ingest_spools
 from .values import normalize_row, redact_json, redact_text, redact_uri, to_timestamp
 
@@ -85,6 +85,8 @@ class RunRecorder:
         self._steps: dict[int, dict] = {}
         self._legs: dict[int, dict] = {}
         self._samples: dict[tuple, dict] = {}
+        self._samples_written = 0  # rows in the samples file on disk
+        self._samples_changed = False  # a row on disk was replaced since
         self._finished: IngestResult | None = None
         self._pid_start = process_start(os.getpid())
         self.flush()
@@ -158,7 +160,9 @@ class RunRecorder:
             r = normalize_row("samples", {"kind": "poll", **{k: v for k, v in r.items() if k != "run_id"}})
             if r.get("leg") is None or r.get("ms") is None:
                 raise ValueError("samples: 'leg' and 'ms' are required")
-            self._samples[(r["leg"], r["ms"], r["kind"])] = r
+            key = (r["leg"], r["ms"], r["kind"])
+            self._samples_changed = self._samples_changed or key in self._samples
+            self._samples[key] = r
 
     # -- persisting ---------------------------------------------------------
     def _data(self) -> dict:
@@ -169,7 +173,8 @@ class RunRecorder:
             "run": self._run,
             "steps": [self._steps[k] for k in sorted(self._steps)],
             "migrations": [self._legs[k] for k in sorted(self._legs)],
-            "samples": list(self._samples.values()),
+            "samples_file": self.path.stem + ".samples.csv" if self._samples else None,
+            "samples_count": len(self._samples),
         }
 
     def flush(self) -> None:
@@ -179,6 +184,10 @@ class RunRecorder:
         if self._finished is not None:
             return
         try:
+            if len(self._samples) != self._samples_written or self._samples_changed:
+                rows = [dict(r, run_id=self.run_id) for r in self._samples.values()]
+                write_samples(self.path, [c for c, _, _ in TABLES["samples"]], rows)
+                self._samples_written, self._samples_changed = len(self._samples), False
             write_spool(self.path, self._data())
         except OSError as exc:
             raise StoreError(f"cannot write the run's spool file {self.path}: {exc}") from None

@@ -145,7 +145,10 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     "runs": ("run_id",),
     "steps": ("run_id", "position"),
     "migrations": ("run_id", "leg"),
-    "samples": ("run_id", "leg", "ms", "kind"),
+    # No index on the big table: (run_id, leg, ms, kind) is unique by construction
+    # (the recorder keys samples by it; an ingest replaces a run's rows whole),
+    # and maintaining an index over millions of rows costs a tenth of the ingest.
+    "samples": (),
     "schema_version": ("version",),
 }
 
@@ -160,7 +163,8 @@ def column_types(table: str) -> dict[str, str]:
 
 def ddl(table: str) -> str:
     cols = [f"    {c} {t}" for c, t, _ in TABLES[table]]
-    cols.append(f"    PRIMARY KEY ({', '.join(PRIMARY_KEYS[table])})")
+    if PRIMARY_KEYS.get(table):
+        cols.append(f"    PRIMARY KEY ({', '.join(PRIMARY_KEYS[table])})")
     return f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(cols) + "\n)"
 
 

@@ -4,10 +4,17 @@
 a temporary file in the same directory, fsynced, renamed over the old one, and
 the directory fsynced, so a crash leaves either the previous or the new
 version, never half of one.
+
+The run's ``samples`` (the bulk of its records) live beside it in
+``<run_id>.samples.csv``, written the same way just before the JSON: DuckDB
+reads CSV several times faster than JSON and Python never has to parse them.
+A spool JSON with an inline ``samples`` list (the first format) is still read.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import re
@@ -17,7 +24,10 @@ from pathlib import Path
 __all__ = [
     "spool_dir",
     "spool_path",
+    "samples_path",
     "write_spool",
+    "write_samples",
+    "remove_spool",
     "read_spool",
     "list_spools",
     "process_start",
@@ -40,11 +50,38 @@ def spool_path(results_path: str | os.PathLike, run_id: str) -> Path:
     return spool_dir(results_path) / f"{_safe_name(run_id)}.json"
 
 
+def samples_path(path: Path) -> Path:
+    """The samples file beside the spool ``path`` (``<run_id>.samples.csv``)."""
+    return path.with_name(path.stem + ".samples.csv")
+
+
+def write_samples(path: Path, columns: list[str], rows: list[dict]) -> None:
+    """Atomically write the samples CSV of spool ``path`` (header, then one line a row; NULL is empty)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        writer.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
+    _write_atomically(samples_path(path), out.getvalue().encode())
+
+
+def remove_spool(path: Path) -> None:
+    """Delete a spool and its samples file (after their rows were committed).
+
+    The JSON goes first: a crash in between leaves a stray samples file, never
+    a spool whose samples are gone."""
+    path.unlink(missing_ok=True)
+    samples_path(path).unlink(missing_ok=True)
+
+
 def write_spool(path: Path, data: dict) -> None:
     """Atomically replace ``path`` with ``data`` as JSON (temp + fsync + rename)."""
+    _write_atomically(path, json.dumps(data, default=str, separators=(",", ":")).encode())
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    payload = json.dumps(data, default=str, separators=(",", ":")).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         view = memoryview(payload)

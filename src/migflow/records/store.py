@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import StoreError
 from .schema import TABLES, ensure_schema
-from .spool import list_spools, pid_alive, read_spool, spool_dir
+from .spool import list_spools, pid_alive, read_spool, remove_spool, samples_path, spool_dir
 from .values import redact_uri, to_timestamp
 from .views import ensure_temp_views
 
@@ -149,30 +149,27 @@ def _rows(data: dict) -> tuple[dict, list[dict], list[dict], list[dict]]:
         leg["source"] = redact_uri(leg.get("source"))
         leg["destination"] = redact_uri(leg.get("destination"))
     steps = [dict(s, run_id=run_id) for s in data.get("steps", [])]
-    samples = [dict(s, run_id=run_id) for s in data.get("samples", [])]
+    samples = [dict(s, run_id=run_id) for s in data.get("samples", [])]  # the first spool format: inline
     return run, steps, legs, samples
 
 
-def _samples_from_spools(con, paths: list[Path], expected: int) -> None:
-    """Insert the ``samples`` of spool files, parsed by DuckDB's JSON reader.
+def _samples_from_files(con, paths: list[Path]) -> int:
+    """Insert the samples CSV files of spools ``paths`` (those that have one); return the row count.
 
-    Binding millions of Python values as query parameters runs at about
-    100,000 samples/s; DuckDB reads the same JSON from the files several
-    times faster.  The count must match what Python read from the same files,
-    else the transaction is abandoned (and the runs written one by one).
+    DuckDB's CSV reader does the parsing: binding millions of Python values as
+    query parameters runs at about 100,000 samples/s, several times slower.
     """
+    files = [str(samples_path(p)) for p in paths if samples_path(p).exists()]
+    if not files:
+        return 0
     spec = TABLES["samples"]
-    struct = ", ".join(f'"{c}" {t}' for c, t, _ in spec if c != "run_id")
     names = ", ".join(c for c, _, _ in spec)
+    types = ", ".join(f"'{c}': '{t}'" for c, t, _ in spec)
     sql = (
-        f"INSERT INTO samples ({names}) SELECT run_id, {', '.join(c for c, _, _ in spec if c != 'run_id')} FROM ("
-        f"SELECT run.run_id AS run_id, unnest(samples, recursive := true) "
-        f"FROM read_json(?, format = 'newline_delimited', maximum_object_size = 1073741824, "
-        f"columns = {{run: 'STRUCT(run_id VARCHAR)', samples: 'STRUCT({struct})[]'}}))"
+        f"INSERT INTO samples ({names}) SELECT {names} FROM read_csv(?, header = true, auto_detect = false, "
+        f"columns = {{{types}}}, nullstr = '', quote = '\"', escape = '\"')"
     )
-    inserted = con.execute(sql, [[str(p) for p in paths]]).fetchone()[0]
-    if inserted != expected:
-        raise StoreError(f"spool files changed while being ingested ({inserted} samples read, {expected} expected)")
+    return con.execute(sql, [files]).fetchone()[0]
 
 
 def _write_runs(con, batch: list[tuple[Path, dict]]) -> None:
@@ -183,13 +180,14 @@ def _write_runs(con, batch: list[tuple[Path, dict]]) -> None:
     paid once per batch.  A run's rows are only ever written together, so a
     run is stored iff its ``runs`` row is: only those are deleted first.
     """
-    runs, steps, legs, samples = [], [], [], 0
+    runs, steps, legs, inline, expected = [], [], [], [], 0
     for _, data in batch:
         r, s, m, x = _rows(data)
         runs.append(r)
         steps += s
         legs += m
-        samples += len(x)
+        inline += x
+        expected += int(data.get("samples_count") or 0)
     con.execute("BEGIN TRANSACTION")
     try:
         ids = [r["run_id"] for r in runs]
@@ -200,8 +198,10 @@ def _write_runs(con, batch: list[tuple[Path, dict]]) -> None:
         _insert(con, "runs", runs)
         _insert(con, "steps", steps)
         _insert(con, "migrations", legs)
-        if samples:
-            _samples_from_spools(con, [p for p, _ in batch], samples)
+        _insert(con, "samples", inline)
+        if expected and _samples_from_files(con, [p for p, _ in batch]) != expected:
+            # a samples file newer than its JSON (a crash between the two renames): go run by run
+            raise StoreError("spool files changed while being ingested")
         con.execute("COMMIT")
     except BaseException:
         try:
@@ -211,7 +211,9 @@ def _write_runs(con, batch: list[tuple[Path, dict]]) -> None:
         raise
 
 
-def _write_run(con, data: dict) -> None:
+def _write_run(con, data: dict, path: Path) -> None:
+    if data.get("samples_count") and not samples_path(path).exists():
+        raise StoreError(f"{samples_path(path).name} is missing: the run's samples would be lost; the spool is kept")
     run, steps, legs, samples = _rows(data)
     run_id = run["run_id"]
     con.execute("BEGIN TRANSACTION")
@@ -222,6 +224,7 @@ def _write_run(con, data: dict) -> None:
         _insert(con, "steps", steps)
         _insert(con, "migrations", legs)
         _insert(con, "samples", samples)
+        _samples_from_files(con, [path])
         con.execute("COMMIT")
     except BaseException:
         try:
@@ -317,6 +320,10 @@ def _ingest_spools(results_path, wait_s: float, first: Path | None) -> IngestSum
             summary.errors[d["run"]["run_id"]] = exc.message
             summary.pending.append(d["run"]["run_id"])
         return summary
+    # Another process may have written some of them while we waited for the
+    # lock: it removes a spool before it lets go of the database, so what is
+    # gone now is stored.
+    ready = [(p, d) for p, d in ready if p.exists()]
     try:
         import duckdb
 
@@ -329,18 +336,18 @@ def _ingest_spools(results_path, wait_s: float, first: Path | None) -> IngestSum
                     pass  # one bad run: write them one by one below, so the others still go in
                 else:
                     for p, data in batch:
-                        p.unlink(missing_ok=True)  # only after the commit
+                        remove_spool(p)  # only after the commit
                         summary.ingested.append(data["run"]["run_id"])
                     continue
             for p, data in batch:
                 run_id = data["run"]["run_id"]
                 try:
-                    _write_run(con, data)
-                except duckdb.Error as exc:
+                    _write_run(con, data, p)
+                except (duckdb.Error, StoreError) as exc:
                     summary.errors[run_id] = str(exc).splitlines()[0]
                     summary.pending.append(run_id)
                     continue
-                p.unlink(missing_ok=True)  # only after the commit
+                remove_spool(p)  # only after the commit
                 summary.ingested.append(run_id)
     finally:
         con.close()
