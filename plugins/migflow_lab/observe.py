@@ -10,6 +10,7 @@ to QEMU's own ``downtime``, with the guest's reported dirty rate.
 
 from __future__ import annotations
 
+import os
 import time
 
 __all__ = ["leg_started", "leg_finished", "run_finished"]
@@ -60,3 +61,11 @@ def run_finished(ctx) -> None:
     mon = ctx.state.pop("lab-heartbeat", None)
     if mon is not None:
         mon.stop()
+    domain = ctx.state.get("domain") or {}
+    path = domain.get("serial_path")
+    if path and domain.get("created") and ctx.status != "lost":
+        # the guest is gone (restore removed it): so is its heartbeat log
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
