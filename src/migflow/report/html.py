@@ -320,10 +320,17 @@ def _configuration(data: dict) -> str:
             for r in runs
         )
         full = json.dumps([{"step": s["step"], "status": s["status"], "result": _short_json(s["result"])} for s in steps], indent=2, ensure_ascii=False, default=str)
+        written = (first.get("extra") or {}).get("steps")  # the workflow's steps and options, resolved for this scenario
+        written_html = (
+            f"<details open><summary>steps and options as the workflow set them</summary><pre>{escape(json.dumps(written, indent=2, ensure_ascii=False, default=str))}</pre></details>"
+            if written
+            else ""
+        )
         out.append(
             f'<div class="card"><h3>{escape(sc["scenario"])}</h3>'
             + _kv([("parameters", sc["params"]), ("domain", f"{dom.get('name', '')} · {(dom.get('memory_kib') or 0) // 1024} MiB · {dom.get('vcpus', '')} vCPU · {dom.get('virt_type', '')}" if dom else None),
                    ("workload", guest.get("workload")), ("hosts", f"{first.get('source_uri')} → {first.get('destination_uri')}" if first else None)])
+            + written_html
             + f'<table class="runs"><thead><tr><th>#</th><th>step</th><th>status</th><th>what it did (first run)</th></tr></thead><tbody>{step_lines}</tbody></table>'
             + f'<table class="runs"><thead><tr><th>run</th><th>repetition</th><th>plan position</th><th>status</th><th>started</th><th>error</th></tr></thead><tbody>{run_rows}</tbody></table>'
             + f"<details><summary>every step's recorded result (first run)</summary><pre>{escape(full)}</pre></details></div>"
