@@ -196,7 +196,13 @@ def wait_until_only_on(where, timeout=120):
         for uri in uris.values():
             conn = libvirt.open(uri)
             try:
-                states[uri] = [d.state()[0] for d in conn.listAllDomains() if d.name() == "migflow-guest"]
+                states[uri] = []
+                for d in conn.listAllDomains():
+                    try:
+                        if d.name() == "migflow-guest":
+                            states[uri].append(d.state()[0])
+                    except libvirt.libvirtError:
+                        pass  # gone while we looked: the job is still settling
             finally:
                 conn.close()
         if states[want] == [libvirt.VIR_DOMAIN_RUNNING] and all(not v for u, v in states.items() if u != want):

@@ -366,7 +366,8 @@ def test_up_twice_is_idempotent(lab):
 def test_up_recovers_from_killed_daemons(lab):
     libvirt = _libvirt()
     conn = libvirt.open(A["uri"])
-    conn.createXML(_domain_xml(f"mflab-orphan-{os.getpid()}"), 0)
+    os.makedirs("/var/tmp/migflow/serial", exist_ok=True)
+    conn.createXML(_domain_xml(f"mflab-orphan-{os.getpid()}", f"/var/tmp/migflow/serial/mflab-orphan-{os.getpid()}.log"), 0)
     conn.close()
     orphans = hosts.qemu_pids("a")
     assert orphans

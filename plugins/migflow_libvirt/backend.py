@@ -272,15 +272,14 @@ class LibvirtBackend(Backend):
             return
         try:
             dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
-        except libvirt.libvirtError:
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return  # it went away meanwhile (the incoming side of a failed migration being torn down)
             raise StepError(
                 f"a domain named {name!r} already exists on {_redact(conn.getURI())} and was not created by migflow",
                 hint="choose another name in [domain.create] name = \"...\"",
             ) from None
-        if dom.isActive():
-            dom.destroy()
-        if dom.isPersistent():
-            dom.undefine()
+        self._remove(dom, "leftover")
 
     def _wait_running(self, dom, timeout: float, serial_path: str | None) -> None:
         deadline = time.monotonic() + timeout
