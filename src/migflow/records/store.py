@@ -172,7 +172,7 @@ def _samples_from_files(con, paths: list[Path]) -> int:
     return con.execute(sql, [files]).fetchone()[0]
 
 
-def _write_runs(con, batch: list[tuple[Path, dict]]) -> None:
+def _write_runs(con, batch: list[tuple[Path, dict]], check_count: bool = True) -> None:
     """Write several runs in one transaction, replacing stored rows of the same runs.
 
     One INSERT per table for the whole batch: per-statement and per-commit
@@ -199,7 +199,8 @@ def _write_runs(con, batch: list[tuple[Path, dict]]) -> None:
         _insert(con, "steps", steps)
         _insert(con, "migrations", legs)
         _insert(con, "samples", inline)
-        if expected and _samples_from_files(con, [p for p, _ in batch]) != expected:
+        written = _samples_from_files(con, [p for p, _ in batch])
+        if check_count and written != expected:
             # a samples file newer than its JSON (a crash between the two renames): go run by run
             raise StoreError("spool files changed while being ingested")
         con.execute("COMMIT")
@@ -212,26 +213,10 @@ def _write_runs(con, batch: list[tuple[Path, dict]]) -> None:
 
 
 def _write_run(con, data: dict, path: Path) -> None:
+    """One run alone (a finished run, or a batch's fallback): its samples file is taken as it is."""
     if data.get("samples_count") and not samples_path(path).exists():
         raise StoreError(f"{samples_path(path).name} is missing: the run's samples would be lost; the spool is kept")
-    run, steps, legs, samples = _rows(data)
-    run_id = run["run_id"]
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for table in ("samples", "migrations", "steps", "runs"):
-            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
-        _insert(con, "runs", [run])
-        _insert(con, "steps", steps)
-        _insert(con, "migrations", legs)
-        _insert(con, "samples", samples)
-        _samples_from_files(con, [path])
-        con.execute("COMMIT")
-    except BaseException:
-        try:
-            con.execute("ROLLBACK")
-        except Exception:
-            pass
-        raise
+    _write_runs(con, [(path, data)], check_count=False)
 
 
 def _reconcile(data: dict, path: Path) -> str:
