@@ -154,3 +154,18 @@ def test_a_signal_during_restore_lets_it_finish_a_second_abandons_it(tmp_path, s
     assert rows(db, "SELECT step, status FROM steps ORDER BY position") == [("prepare-domain", "completed"), ("restore", restore_status)]
     assert rows(db, "SELECT status FROM runs") == [("interrupted",)]
     assert ("'restore'" in out) == (signals == 1)
+
+
+def _bug(ctx, options):
+    return {}["missing"]  # a plugin bug, not a host failure
+
+
+def test_an_unexpected_exception_keeps_its_traceback_in_the_run(plugins, tmp_path):
+    from migflow.registry import StepSpec
+
+    plugins.steps["buggy"] = StepSpec("buggy", _bug)
+    db = tmp_path / "r.duckdb"
+    [summary] = Engine(plugins, workflow([("buggy", {}), ("restore", {})]), HOSTS, str(db), echo=lambda s: None).run()
+    assert summary.status == "failed" and summary.error == "step 'buggy' failed: 'missing'"
+    [(extra,)] = rows(db, "SELECT extra->>'$.traceback' FROM runs")
+    assert "KeyError: 'missing'" in extra and "_bug" in extra

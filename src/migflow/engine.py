@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import socket
@@ -192,8 +193,11 @@ class Engine:
 
     def _failed(self, ctx: RunContext, message: str, exc: BaseException) -> str:
         ctx.status, ctx.error = "failed", message
-        if not isinstance(exc, MigflowError):
-            ctx.state.setdefault("tracebacks", []).append("".join(traceback.format_exception(exc)))
+        if not isinstance(exc, MigflowError):  # a bug, not a failure of the hosts: keep where it happened
+            text = "".join(traceback.format_exception(exc))
+            ctx.recorder.set_run(extra={**ctx.recorder.run_extra(), "traceback": text})
+            if os.environ.get("MIGFLOW_DEBUG"):
+                self.echo(text)
         return message
 
     def _interrupted(self, ctx: RunContext, exc: Interrupted) -> str:

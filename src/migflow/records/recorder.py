@@ -114,6 +114,11 @@ class RunRecorder:
         self._run.update(normalize_row("runs", cols))
         self._redact()
 
+    def run_extra(self) -> dict:
+        """The run's ``extra`` JSON as recorded so far (a copy)."""
+        extra = self._run.get("extra")
+        return dict(extra) if isinstance(extra, dict) else {}
+
     def add_step(self, row: dict) -> None:
         """Add (or replace, by ``position``) a ``steps`` row."""
         self._check_open()
