@@ -73,7 +73,9 @@ def test_workflow_migrates_and_records_consistent_statistics(ran, name):
         # Mbit/s against bytes and time: the average rate cannot exceed the reported peak rate by much,
         # and the job sent its bytes within total_time.
         average_mbps = sent * 8 / (total / 1000) / 1e6
-        assert mbps > 0 and average_mbps <= mbps * 3, (average_mbps, mbps)
+        assert mbps is not None and mbps >= 0
+        if mbps > 0:  # 0: QEMU had not measured yet (it updates every 100 ms; a short leg can end first)
+            assert average_mbps <= mbps * 3, (average_mbps, mbps)
         assert pause is not None and pause >= 0  # the guest's own view of the pause
         assert json.loads(stats)["libvirt"]["memory_processed"] == sent  # raw statistics kept
         samples = query(db, "SELECT count(*), count(DISTINCT kind), max(transferred) FROM samples WHERE run_id = ? AND leg = ?", run_id, leg)

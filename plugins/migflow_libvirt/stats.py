@@ -49,6 +49,10 @@ def to_qmp(job: dict, *, completed: bool = False) -> dict:
     ram = {name: job[key] for key, name in _RAM.items() if key in job}
     if "memory_bps" in job:
         ram["mbps"] = job["memory_bps"] * 8 / 1e6
+    elif ram:
+        # libvirt leaves memory_bps out when QEMU's ram.mbps is 0: QEMU updates it
+        # every 100 ms, so a leg that ends within its first window reports 0.
+        ram["mbps"] = 0.0
     if ram:
         out["ram"] = ram
     xb = {name: job[key] for key, name in _XBZRLE.items() if key in job}
