@@ -82,6 +82,14 @@ def query(db, sql, *params):
         return con.execute(sql, params).fetchall()
 
 
+def assert_on_source(found: dict, state: str) -> None:
+    """The VM is on its source; an aborted incoming domain may still linger (paused) on the
+    destination, since libvirt tears it down asynchronously: restore removes it, and the
+    ``healthy_after`` fixture checks both hosts end empty."""
+    assert found.get("source") == state, found
+    assert found.get("destination") in (None, "paused"), found
+
+
 def restore_found(db):
     [(result,)] = query(db, "SELECT result FROM steps WHERE step = 'restore'")
     return json.loads(result)
@@ -124,7 +132,7 @@ def test_fault_leaves_the_source_running(tmp_path, healthy_after, fault, mode, s
     assert run_error.startswith("step 'migrate' failed")
     [(leg_status, leg_error)] = query(db, "SELECT status, error FROM migrations")
     assert leg_status == "failed" and words in leg_error, leg_error
-    assert restore_found(db)["found"] == found
+    assert_on_source(restore_found(db)["found"], found["source"])
 
 
 def test_source_qemu_killed_means_the_vm_is_lost(tmp_path, healthy_after):
@@ -155,7 +163,7 @@ def test_never_converging_migration_with_a_timeout(tmp_path, healthy_after, acti
     assert wall >= 6000
     if action == "abort":
         assert leg_status == "failed" and leg_error.startswith("timed out after 6 s (abort)"), leg_error
-        assert restore_found(db)["found"] == {"source": "running"}
+        assert_on_source(restore_found(db)["found"], "running")
     elif action == "postcopy":  # switched to post-copy: the guest runs on the destination, pages follow on demand
         assert leg_status == "completed", leg_error
         assert json.loads(extra)["timeout_action"] == "postcopy"
