@@ -10,7 +10,6 @@ leg to observers (``migflow_leg_*`` hooks) and records it.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -154,6 +153,3 @@ def _message(exc: BaseException) -> str:
     text = str(exc).strip()
     return text or type(exc).__name__
 
-
-def now() -> float:
-    return time.time()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import __version__
-from .context import Interrupted, RunContext
+from .context import Interrupted, RunContext, _message
 from .errors import MigflowError, StepError
 from .registry import HostPair
 
@@ -218,7 +218,3 @@ class Engine:
         )
         ctx.recorder.flush()
 
-
-def _message(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text or type(exc).__name__
