@@ -73,7 +73,7 @@ def median_ratio_ci(ratios: list[float]):
 def run_timed(argv, **kw) -> tuple[float, subprocess.CompletedProcess]:
     """Process wall time (like ``time CMD``) in seconds, and the completed process."""
     t0 = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, **kw)
+    proc = subprocess.run(argv, check=False, capture_output=True, text=True, **kw)
     return time.perf_counter() - t0, proc
 
 
@@ -127,9 +127,18 @@ class BenchDomain:
         from migflow_libvirt.domain_xml import domain_xml
 
         img = guest_image(self.workload)
-        xml = domain_xml(name=self.name, uuid=self.uuid, memory_mib=self.memory_mib, vcpus=1,
-                         virt_type="kvm" if hosts.accel() == "kvm" else "qemu", emulator=None,
-                         kernel=img.kernel, cmdline=img.cmdline, serial_path=None, run_id="bench")
+        xml = domain_xml(
+            name=self.name,
+            uuid=self.uuid,
+            memory_mib=self.memory_mib,
+            vcpus=1,
+            virt_type="kvm" if hosts.accel() == "kvm" else "qemu",
+            emulator=None,
+            kernel=img.kernel,
+            cmdline=img.cmdline,
+            serial_path=None,
+            run_id="bench",
+        )
         self.destroy()
         conn = self._conn(SRC)
         try:
@@ -152,7 +161,7 @@ class BenchDomain:
         """Migrate it back to host a (p2p, live) when it is on b; recreate it when lost."""
         at = self.where()
         if at == "dst":
-            proc = subprocess.run(["virsh", "-q", "-c", DST, "migrate", "--live", "--p2p", self.name, SRC], capture_output=True, text=True)
+            proc = subprocess.run(["virsh", "-q", "-c", DST, "migrate", "--live", "--p2p", self.name, SRC], check=False, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise RuntimeError(f"could not move {self.name} back: {proc.stderr.strip()}")
         elif at is None:
@@ -205,7 +214,7 @@ use = "restore"
 
 def migflow_leg(workflow: str, results: str) -> dict:
     """Run a one-leg workflow with the real CLI; returns leg 1's row of ``migrations`` (as a dict)."""
-    proc = subprocess.run([sys.executable, "-m", "migflow", "run", workflow, "--results", results], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "migflow", "run", workflow, "--results", results], check=False, capture_output=True, text=True)
     import duckdb
 
     con = duckdb.connect(results, read_only=True)
@@ -217,4 +226,4 @@ def migflow_leg(workflow: str, results: str) -> dict:
         con.close()
     if proc.returncode != 0 or row is None:
         raise RuntimeError(f"migflow run failed (exit {proc.returncode}): {proc.stdout[-800:]} {proc.stderr[-800:]}")
-    return dict(zip(cols, row))
+    return dict(zip(cols, row, strict=True))

@@ -31,7 +31,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import LAB_LOCK, BenchDomain, lab_lock, lab_ready, lab_unshape, log, machine_note, migflow_leg, migflow_workflow, quartiles  # noqa: E402
+from _common import LAB_LOCK, BenchDomain, lab_lock, lab_ready, lab_unshape, log, machine_note, migflow_leg, migflow_workflow, quartiles
 
 RATE_MBPS = {"1gbit": 1000.0}
 
@@ -49,8 +49,11 @@ def main() -> int:
     rate_mbps = RATE_MBPS.get(args.rate) or float(args.rate.lower().rstrip("bit").replace("g", "e3").replace("m", ""))
 
     work = tempfile.mkdtemp(prefix="migflow-bench-link-")
-    dom = BenchDomain(f"mfbench-link-{os.getpid()}", memory_mib=args.memory_mib,
-                      workload={"working_set_mib": args.working_set_mib, "dirty_rate_mibs": args.dirty_rate_mibs, "pattern": "sequential"})
+    dom = BenchDomain(
+        f"mfbench-link-{os.getpid()}",
+        memory_mib=args.memory_mib,
+        workload={"working_set_mib": args.working_set_mib, "dirty_rate_mibs": args.dirty_rate_mibs, "pattern": "sequential"},
+    )
     wf = migflow_workflow(os.path.join(work, "bench.toml"), dom.name, "p2p")
     results = os.path.join(work, "results.duckdb")
     log(f"link efficiency: {args.legs} legs on a {args.rate} link; {machine_note()}")
@@ -66,24 +69,32 @@ def main() -> int:
                 r = migflow_leg(wf, results)
                 r["goodput"] = r["ram_transferred"] * 8 / (r["total_time"] / 1000.0) / 1e6
                 rows.append(r)
-                log(f"  leg {i + 1}: total_time {r['total_time']} ms, transferred {r['ram_transferred'] / 2**20:.0f} MiB, "
+                log(
+                    f"  leg {i + 1}: total_time {r['total_time']} ms, transferred {r['ram_transferred'] / 2**20:.0f} MiB, "
                     f"ram_mbps {r['ram_mbps']:.0f}, bytes/total_time {r['goodput']:.0f} Mbit/s, downtime {r['downtime']} ms, "
-                    f"iterations {r['ram_dirty_sync_count']}")
+                    f"iterations {r['ram_dirty_sync_count']}"
+                )
         finally:
             dom.destroy()
             lab_unshape()
 
     mbps = [r["ram_mbps"] for r in rows]
     good = [r["goodput"] for r in rows]
-    print(f"link efficiency: {len(rows)} p2p legs a->b on a {args.rate} shaped lab link "
-          f"(guest {args.memory_mib} MiB, ws {args.working_set_mib} MiB at {args.dirty_rate_mibs:g} MiB/s)")
-    print(f"  total_time median {statistics.median(r['total_time'] for r in rows):.0f} ms; transferred median "
-          f"{statistics.median(r['ram_transferred'] for r in rows) / 2**20:.0f} MiB")
+    print(
+        f"link efficiency: {len(rows)} p2p legs a->b on a {args.rate} shaped lab link "
+        f"(guest {args.memory_mib} MiB, ws {args.working_set_mib} MiB at {args.dirty_rate_mibs:g} MiB/s)"
+    )
+    print(
+        f"  total_time median {statistics.median(r['total_time'] for r in rows):.0f} ms; transferred median "
+        f"{statistics.median(r['ram_transferred'] for r in rows) / 2**20:.0f} MiB"
+    )
     q1, q2 = quartiles(mbps), quartiles(good)
     print(f"  QEMU ram_mbps            median {q1[1]:6.1f} Mbit/s (quartiles {q1[0]:.1f}-{q1[2]:.1f}) -> {q1[1] / rate_mbps:.3f} of the rate")
     print(f"  ram_transferred/total_time median {q2[1]:6.1f} Mbit/s (quartiles {q2[0]:.1f}-{q2[2]:.1f}) -> {q2[1] / rate_mbps:.3f} of the rate")
-    print(f"RESULT ram_mbps {q1[1] / rate_mbps:.3f} ({'PASS' if q1[1] / rate_mbps >= 0.9 else 'FAIL'}); "
-          f"bytes/total_time {q2[1] / rate_mbps:.3f} ({'PASS' if q2[1] / rate_mbps >= 0.9 else 'FAIL'}); target >= 0.9")
+    print(
+        f"RESULT ram_mbps {q1[1] / rate_mbps:.3f} ({'PASS' if q1[1] / rate_mbps >= 0.9 else 'FAIL'}); "
+        f"bytes/total_time {q2[1] / rate_mbps:.3f} ({'PASS' if q2[1] / rate_mbps >= 0.9 else 'FAIL'}); target >= 0.9"
+    )
     return 0
 
 

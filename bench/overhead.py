@@ -38,9 +38,21 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (  # noqa: E402
-    DST, LAB_LOCK, SRC, BenchDomain, lab_lock, lab_ready, lab_unshape, log, machine_note, median_ratio_ci,
-    migflow_leg, migflow_workflow, quartiles, run_timed,
+from _common import (
+    DST,
+    LAB_LOCK,
+    SRC,
+    BenchDomain,
+    lab_lock,
+    lab_ready,
+    lab_unshape,
+    log,
+    machine_note,
+    median_ratio_ci,
+    migflow_leg,
+    migflow_workflow,
+    quartiles,
+    run_timed,
 )
 
 
@@ -85,8 +97,10 @@ def main() -> int:
                             got["virsh"] = dt
                     done += 1
                     pairs.append((got["migflow"], got["virsh"], got["row"]))
-                    log(f"  pair {done:2d} ({order[0]} first): migflow {got['migflow'] * 1000:7.1f} ms  virsh {got['virsh'] * 1000:7.1f} ms  "
-                        f"ratio {got['migflow'] / got['virsh']:.3f}  (QEMU total_time {got['row']['total_time']} ms)")
+                    log(
+                        f"  pair {done:2d} ({order[0]} first): migflow {got['migflow'] * 1000:7.1f} ms  virsh {got['virsh'] * 1000:7.1f} ms  "
+                        f"ratio {got['migflow'] / got['virsh']:.3f}  (QEMU total_time {got['row']['total_time']} ms)"
+                    )
                 if done >= args.pairs:
                     dom.ensure_on_source()
                     dom.destroy()
@@ -104,8 +118,12 @@ def main() -> int:
     lo, hi = median_ratio_ci(ratios)
     q = quartiles(ratios)
     print(f"orchestration overhead: {len(pairs)} interleaved pairs, p2p a->b, link {args.rate or 'unshaped'}, guest 256 MiB / ws 64 MiB / 32 MiB/s")
-    print(f"  migflow migrations.wall_ms   median {statistics.median(mf) * 1000:8.1f} ms  (quartiles {quartiles(mf)[0] * 1000:.1f}-{quartiles(mf)[2] * 1000:.1f})")
-    print(f"  time virsh migrate --p2p     median {statistics.median(vs) * 1000:8.1f} ms  (quartiles {quartiles(vs)[0] * 1000:.1f}-{quartiles(vs)[2] * 1000:.1f})")
+    print(
+        f"  migflow migrations.wall_ms   median {statistics.median(mf) * 1000:8.1f} ms  (quartiles {quartiles(mf)[0] * 1000:.1f}-{quartiles(mf)[2] * 1000:.1f})"
+    )
+    print(
+        f"  time virsh migrate --p2p     median {statistics.median(vs) * 1000:8.1f} ms  (quartiles {quartiles(vs)[0] * 1000:.1f}-{quartiles(vs)[2] * 1000:.1f})"
+    )
     if tt:
         print(f"  QEMU total_time (migflow legs) median {statistics.median(tt) * 1000:6.1f} ms")
     print(f"  ratio migflow/virsh per pair: median {q[1]:.3f} (95% CI {lo:.3f}-{hi:.3f}; quartiles {q[0]:.3f}-{q[2]:.3f})")

@@ -38,10 +38,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import log, machine_note  # noqa: E402
+from _common import log, machine_note
 
-from migflow.records import RunRecorder, ingest_spools, open_readonly, run_sql, sample_from_stats  # noqa: E402
-from migflow.records.spool import remove_spool, samples_path, spool_path  # noqa: E402
+from migflow.records import RunRecorder, ingest_spools, open_readonly, run_sql, sample_from_stats
+from migflow.records.spool import remove_spool, samples_path, spool_path
 
 MODES = ["managed-direct", "p2p", "p2p-tunnelled", "unmanaged-direct", "zstack"]
 
@@ -70,27 +70,81 @@ GROUP BY m.mode ORDER BY m.mode
 
 def template(results: Path, samples_per_run: int) -> dict:
     """One realistic spool (a round trip, 5 steps, samples) written by the real RunRecorder."""
-    rec = RunRecorder(results, {"run_id": "template", "workflow": "bench", "workflow_file": "workflows/bench.toml",
-                                "scenario": "mode=p2p", "params": {"mode": "p2p"}, "repetition": 1, "plan_index": 0,
-                                "backend": "libvirt", "source_uri": "qemu+tcp://198.18.0.1/system",
-                                "destination_uri": "qemu+tcp://198.18.0.2/system"})
+    rec = RunRecorder(
+        results,
+        {
+            "run_id": "template",
+            "workflow": "bench",
+            "workflow_file": "workflows/bench.toml",
+            "scenario": "mode=p2p",
+            "params": {"mode": "p2p"},
+            "repetition": 1,
+            "plan_index": 0,
+            "backend": "libvirt",
+            "source_uri": "qemu+tcp://198.18.0.1/system",
+            "destination_uri": "qemu+tcp://198.18.0.2/system",
+        },
+    )
     rec.set_run(host_versions={"source": {"libvirt": "9.0.0", "qemu": "7.2.0"}}, domain={"name": "bench", "memory_mib": 256})
     t = time.time()
     for pos, step in enumerate(["prepare-domain", "migrate", "collect-qmp", "restore", "shape-link"]):
         rec.add_step({"position": pos, "step": step, "status": "completed", "started_at": t, "duration_ms": 12.5, "result": {"ok": True}})
     per_leg = samples_per_run // 2
     for leg in (1, 2):
-        stats = {"status": "completed", "total-time": 3100, "downtime": 40, "setup-time": 5,
-                 "ram": {"total": 2**28, "transferred": 300 * 2**20, "remaining": 0, "mbps": 905.0,
-                         "duplicate": 1000, "normal": 70000, "normal-bytes": 70000 * 4096, "dirty-sync-count": 4,
-                         "page-size": 4096, "dirty-pages-rate": 6000.0}}
-        rec.add_leg({"leg": leg, "source": "qemu+tcp://198.18.0.1/system", "destination": "qemu+tcp://198.18.0.2/system",
-                     "mode": "p2p", "flags": ["live", "peer2peer"], "started_at": t, "wall_ms": 3300.0,
-                     "status": "completed", "stats": stats, "guest_pause_ms": 45.0, "guest_dirty_rate_mibs": 24.0})
-        rec.add_samples([sample_from_stats(leg, i * 100.0, {"status": "active", "ram": {
-            "transferred": i * 2**20 * 11, "remaining": max(0, 2**28 - i * 2**20 * 11), "total": 2**28, "mbps": 900.0,
-            "dirty-pages-rate": 6000.0, "dirty-sync-count": 1 + i // 10}, "expected-downtime": 300})
-            for i in range(per_leg)])
+        stats = {
+            "status": "completed",
+            "total-time": 3100,
+            "downtime": 40,
+            "setup-time": 5,
+            "ram": {
+                "total": 2**28,
+                "transferred": 300 * 2**20,
+                "remaining": 0,
+                "mbps": 905.0,
+                "duplicate": 1000,
+                "normal": 70000,
+                "normal-bytes": 70000 * 4096,
+                "dirty-sync-count": 4,
+                "page-size": 4096,
+                "dirty-pages-rate": 6000.0,
+            },
+        }
+        rec.add_leg(
+            {
+                "leg": leg,
+                "source": "qemu+tcp://198.18.0.1/system",
+                "destination": "qemu+tcp://198.18.0.2/system",
+                "mode": "p2p",
+                "flags": ["live", "peer2peer"],
+                "started_at": t,
+                "wall_ms": 3300.0,
+                "status": "completed",
+                "stats": stats,
+                "guest_pause_ms": 45.0,
+                "guest_dirty_rate_mibs": 24.0,
+            }
+        )
+        rec.add_samples(
+            [
+                sample_from_stats(
+                    leg,
+                    i * 100.0,
+                    {
+                        "status": "active",
+                        "ram": {
+                            "transferred": i * 2**20 * 11,
+                            "remaining": max(0, 2**28 - i * 2**20 * 11),
+                            "total": 2**28,
+                            "mbps": 900.0,
+                            "dirty-pages-rate": 6000.0,
+                            "dirty-sync-count": 1 + i // 10,
+                        },
+                        "expected-downtime": 300,
+                    },
+                )
+                for i in range(per_leg)
+            ]
+        )
     rec.flush()
     data = json.loads(rec.path.read_text())
     with open(samples_path(rec.path), newline="") as f:
@@ -179,9 +233,11 @@ def main() -> int:
         total_samples = args.runs * args.samples
         size = results.stat().st_size
         wal = results.with_name(results.name + ".wal")
-        print(f"ingest (real path: spool files -> migflow.records.ingest_spools, as migflow ingest)")
-        print(f"  {args.runs} runs, {total_samples} samples in {ingest_s:.1f} s: {args.runs / ingest_s:.0f} runs/s, "
-              f"{total_samples / ingest_s:.0f} samples/s  (target >= 100000 samples/s: ratio {total_samples / ingest_s / 1e5:.2f})")
+        print("ingest (real path: spool files -> migflow.records.ingest_spools, as migflow ingest)")
+        print(
+            f"  {args.runs} runs, {total_samples} samples in {ingest_s:.1f} s: {args.runs / ingest_s:.0f} runs/s, "
+            f"{total_samples / ingest_s:.0f} samples/s  (target >= 100000 samples/s: ratio {total_samples / ingest_s / 1e5:.2f})"
+        )
         print(f"  first chunk {per_chunk[0][1]:.0f} samples/s, last chunk {per_chunk[-1][1]:.0f} samples/s")
         print(f"  database {size / 2**20:.0f} MiB{' + WAL' if wal.exists() else ''}; spool generation (not timed) {gen_s:.1f} s")
 
@@ -193,14 +249,19 @@ def main() -> int:
         finally:
             con.close()
         print(f"  rows: runs {counts[0]}, migrations {counts[1]}, samples {counts[2]}")
-        queries = [
-            ("README per-mode summary", SUMMARY_SQL),
-            ("README failed legs", FAILED_SQL),
-            ("README one leg's time series", SERIES_SQL.format(run_id=some_run)),
-            ("ad hoc: samples x migrations per mode", ADHOC_SQL),
-        ] + [(f"view {v}", f"SELECT * FROM {v}") for v in views] + [
-            (f"view {v}, count(*) only", f"SELECT count(*) FROM {v}") for v in views  # the query without fetching every row into Python
-        ]
+        queries = (
+            [
+                ("README per-mode summary", SUMMARY_SQL),
+                ("README failed legs", FAILED_SQL),
+                ("README one leg's time series", SERIES_SQL.format(run_id=some_run)),
+                ("ad hoc: samples x migrations per mode", ADHOC_SQL),
+            ]
+            + [(f"view {v}", f"SELECT * FROM {v}") for v in views]
+            + [
+                (f"view {v}, count(*) only", f"SELECT count(*) FROM {v}")
+                for v in views  # the query without fetching every row into Python
+            ]
+        )
         if not views:
             print("  (no views in the database: the report's statistics views (issue 5) do not exist yet)")
         print("queries (read-only connection; cold = first run, best of 3):")
@@ -210,8 +271,7 @@ def main() -> int:
             worst = max(worst, cold)
             print(f"  {name:42s} cold {cold * 1000:7.1f} ms  best {best * 1000:7.1f} ms  {n:6d} rows  {'PASS' if cold < 1 else 'FAIL'}")
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "migflow", "query", "--results", str(results), SUMMARY_SQL],
-                              capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", "migflow", "query", "--results", str(results), SUMMARY_SQL], check=False, capture_output=True, text=True)
         cli = time.perf_counter() - t0
         print(f"  `migflow query` process, per-mode summary: {cli * 1000:.0f} ms (exit {proc.returncode})")
         ok_ingest = total_samples / ingest_s >= 1e5

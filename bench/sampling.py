@@ -30,9 +30,18 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import (  # noqa: E402
-    LAB_LOCK, BenchDomain, bootstrap, lab_lock, lab_ready, lab_unshape, log, machine_note, migflow_leg,
-    migflow_workflow, quartiles,
+from _common import (
+    LAB_LOCK,
+    BenchDomain,
+    bootstrap,
+    lab_lock,
+    lab_ready,
+    lab_unshape,
+    log,
+    machine_note,
+    migflow_leg,
+    migflow_workflow,
+    quartiles,
 )
 
 
@@ -92,15 +101,21 @@ def main() -> int:
     import duckdb
 
     con = duckdb.connect(results, read_only=True)
-    counts = dict(con.execute("SELECT CAST(regexp_extract(r.workflow_file, 'i([0-9.]+)\\.toml', 1) AS DOUBLE), avg(n) FROM "
-                              "(SELECT run_id, count(*) AS n FROM samples GROUP BY 1) s JOIN runs r USING (run_id) GROUP BY 1").fetchall())
+    counts = dict(
+        con.execute(
+            "SELECT CAST(regexp_extract(r.workflow_file, 'i([0-9.]+)\\.toml', 1) AS DOUBLE), avg(n) FROM "
+            "(SELECT run_id, count(*) AS n FROM samples GROUP BY 1) s JOIN runs r USING (run_id) GROUP BY 1"
+        ).fetchall()
+    )
     con.close()
     for iv in intervals:
         tt = [r["total_time"] for r in legs[iv]]
         wall = [r["wall_ms"] for r in legs[iv]]
         q = quartiles(tt)
-        print(f"  interval_ms {iv:5g}: total_time median {q[1]:7.1f} ms (quartiles {q[0]:.0f}-{q[2]:.0f}), "
-              f"wall_ms median {statistics.median(wall):7.1f}, samples/leg {counts.get(iv, 0):.0f}")
+        print(
+            f"  interval_ms {iv:5g}: total_time median {q[1]:7.1f} ms (quartiles {q[0]:.0f}-{q[2]:.0f}), "
+            f"wall_ms median {statistics.median(wall):7.1f}, samples/leg {counts.get(iv, 0):.0f}"
+        )
     q = quartiles(off)
     noise = (q[2] - q[0]) / q[1]
     print(f"  noise: interquartile range of the sampling-off legs = {noise * 100:.1f}% of their median")
@@ -117,8 +132,10 @@ def main() -> int:
         # FAIL: a slowdown beyond the noise (interval above 0) of 2% or more.  Else: inconclusive, more rounds.
         verdict = "PASS" if hi < 0.02 else ("FAIL" if lo > 0 and d >= 0.02 else "INCONCLUSIVE")
         verdicts.append(verdict)
-        print(f"  {iv:g} ms vs off: median total_time {d * 100:+.1f}% (95% CI {lo * 100:+.1f}% .. {hi * 100:+.1f}%): "
-              f"{'within the noise' if lo <= 0 <= hi else 'beyond the noise'}; {verdict}")
+        print(
+            f"  {iv:g} ms vs off: median total_time {d * 100:+.1f}% (95% CI {lo * 100:+.1f}% .. {hi * 100:+.1f}%): "
+            f"{'within the noise' if lo <= 0 <= hi else 'beyond the noise'}; {verdict}"
+        )
     overall = "FAIL" if "FAIL" in verdicts else ("INCONCLUSIVE" if "INCONCLUSIVE" in verdicts else "PASS")
     print(f"RESULT {overall} (PASS = upper 95% bound of the slowdown < 2% for every sampled setting)")
     return 0

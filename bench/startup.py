@@ -28,7 +28,7 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import machine_note, quartiles, run_timed  # noqa: E402
+from _common import machine_note, quartiles, run_timed
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKFLOW = os.path.join(ROOT, "workflows", "zstack_default.toml")
@@ -58,7 +58,7 @@ def main() -> int:
         run_timed(argv, cwd=ROOT)
     for i in range(args.rounds):
         names = list(cases)
-        names = names[i % len(names):] + names[: i % len(names)]  # rotate the order
+        names = names[i % len(names) :] + names[: i % len(names)]  # rotate the order
         for name in names:
             dt, proc = run_timed(cases[name], cwd=ROOT)
             if proc.returncode != 0:
@@ -75,8 +75,7 @@ def main() -> int:
         if target is not None:
             verdict = f"  target < {target:.2f} s: {q[1] / target:.2f} of it, {'PASS' if q[1] < target else 'FAIL'}"
             ok = ok and q[1] < target
-        print(f"  {name:28s} median {q[1] * 1000:6.1f} ms (quartiles {q[0] * 1000:6.1f}-{q[2] * 1000:6.1f})  "
-              f"x{q[1] / base:5.2f} of python -c pass{verdict}")
+        print(f"  {name:28s} median {q[1] * 1000:6.1f} ms (quartiles {q[0] * 1000:6.1f}-{q[2] * 1000:6.1f})  x{q[1] / base:5.2f} of python -c pass{verdict}")
     print(f"RESULT {'PASS' if ok else 'FAIL'}")
     return 0
 

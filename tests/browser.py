@@ -12,8 +12,18 @@ from html.parser import HTMLParser
 
 import pytest
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-extensions", "--disable-dev-shm-usage"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
+]
 
 
 def chromium() -> str:
@@ -41,7 +51,10 @@ def load(path, *extra) -> tuple[dict, str, list[str]]:
     with tempfile.TemporaryDirectory() as profile:
         proc = subprocess.run(
             [chromium(), *FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *extra, "--dump-dom", f"file://{os.path.abspath(path)}"],
-            capture_output=True, text=True, timeout=120,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
     assert proc.returncode == 0, proc.stderr[-2000:]
     parser = _SelfCheck()
@@ -52,5 +65,9 @@ def load(path, *extra) -> tuple[dict, str, list[str]]:
 
 def screenshot(path, png, width=1400, height=3000) -> None:
     with tempfile.TemporaryDirectory() as profile:
-        subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}", f"--screenshot={png}", f"file://{os.path.abspath(path)}"],
-                       capture_output=True, timeout=120, check=True)
+        subprocess.run(
+            [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}", f"--screenshot={png}", f"file://{os.path.abspath(path)}"],
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )

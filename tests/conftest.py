@@ -32,8 +32,9 @@ def lab():
         if os.environ.get("CI"):  # CI must run the lab tests, never skip them
             pytest.fail(f"the lab is required in CI: {reason}")
         pytest.skip(reason)
-    from migflow.errors import PrerequisiteError
     from migflow_lab import hosts
+
+    from migflow.errors import PrerequisiteError
 
     if not hosts.is_up():
         try:

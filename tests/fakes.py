@@ -8,6 +8,7 @@ step order, always-run steps, statuses, signals, records.
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 from migflow.backend import Backend
 from migflow.errors import StepError
@@ -17,7 +18,7 @@ from migflow.registry import BackendSpec, ModeSpec, StepSpec
 
 class FakeBackend(Backend):
     name = "fake"
-    calls: list = []
+    calls: ClassVar[list] = []
 
     def open(self):
         FakeBackend.calls.append("open")
@@ -41,8 +42,13 @@ class FakeBackend(Backend):
             if leg.backend_state.get("aborted"):
                 raise StepError("operation aborted: job 'migration out' canceled by client")
             time.sleep(0.01)
-        leg.final_stats = {"status": "completed", "total-time": 300, "downtime": 5, "setup-time": 1,
-                           "ram": {"total": 1000, "transferred": 900, "remaining": 0, "mbps": 1.0, "dirty-sync-count": 2}}
+        leg.final_stats = {
+            "status": "completed",
+            "total-time": 300,
+            "downtime": 5,
+            "setup-time": 1,
+            "ram": {"total": 1000, "transferred": 900, "remaining": 0, "mbps": 1.0, "dirty-sync-count": 2},
+        }
 
     def poll(self, leg):
         return {"status": "active", "ram": {"total": 1000, "transferred": int(leg.elapsed_ms()), "remaining": 500, "mbps": 1.0, "dirty-sync-count": 1}}

@@ -96,24 +96,62 @@ CASES = [
     Case("unknown-step", RUN, 2, "did you mean 'prepare-domain'", workflow(prepare='[[steps]]\nuse = "prepare-domian"')),
     Case("unknown-backend", RUN, 2, "no plugin provides the backend 'xen'", workflow(head='name = "t"\nbackend = "xen"')),
     Case("unknown-mode", RUN, 2, "no plugin provides the migration mode 'warp'", workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "warp"')),
-    Case("missing-plugin", RUN, 3, "workflow needs plugin 'migflow-nothere', which is not installed", workflow(head='name = "t"\nrequires = ["migflow-nothere"]')),
+    Case(
+        "missing-plugin", RUN, 3, "workflow needs plugin 'migflow-nothere', which is not installed", workflow(head='name = "t"\nrequires = ["migflow-nothere"]')
+    ),
     # -- impossible combinations --------------------------------------------------------------
-    Case("tunnelled-postcopy", RUN, 2, "cannot be combined with postcopy", workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p-tunnelled"\nflags = ["postcopy"]')),
-    Case("postcopy-action-without-flag", RUN, 2, "action 'postcopy' needs the 'postcopy' flag", workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p"\ntimeout = { seconds = 30, action = "postcopy" }')),
-    Case("all-excluded", RUN, 2, "no scenario is left", workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "${mode}"\n\n[matrix]\nmode = ["p2p"]\nexclude = [{ mode = "p2p" }]')),
+    Case(
+        "tunnelled-postcopy",
+        RUN,
+        2,
+        "cannot be combined with postcopy",
+        workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p-tunnelled"\nflags = ["postcopy"]'),
+    ),
+    Case(
+        "postcopy-action-without-flag",
+        RUN,
+        2,
+        "action 'postcopy' needs the 'postcopy' flag",
+        workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p"\ntimeout = { seconds = 30, action = "postcopy" }'),
+    ),
+    Case(
+        "all-excluded",
+        RUN,
+        2,
+        "no scenario is left",
+        workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "${mode}"\n\n[matrix]\nmode = ["p2p"]\nexclude = [{ mode = "p2p" }]'),
+    ),
     # -- absurd numbers -------------------------------------------------------------------------
     Case("repetitions-1e9", RUN, 2, "expected an integer ≤ 1000, got 1000000000", workflow(head='name = "t"\nrepetitions = 1000000000')),
     Case("repetitions-2^70", RUN, 2, "expected an integer ≤ 1000", workflow(head='name = "t"\nrepetitions = 1180591620717411303424')),
     Case("repetitions-0", RUN, 2, "expected an integer ≥ 1", workflow(head='name = "t"\nrepetitions = 0')),
-    Case("matrix-10^7-scenarios", RUN, 2, "the matrix makes up to 10,000,000 scenarios",  # refused at once, not after minutes
-         workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p"\n\n[matrix]\n' + "\n".join(f"p{i} = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" for i in range(7)))),
-    Case("runs-2*10^5", ["run", "WF", "--dry-run", "-n", "1000"], 2, "200 scenario(s) x 1,000 repetitions = 200,000 runs",
-         workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p"\n\n[matrix]\na = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\nb = [' + ", ".join(map(str, range(20))) + "]")),
+    Case(
+        "matrix-10^7-scenarios",
+        RUN,
+        2,
+        "the matrix makes up to 10,000,000 scenarios",  # refused at once, not after minutes
+        workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p"\n\n[matrix]\n' + "\n".join(f"p{i} = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" for i in range(7))),
+    ),
+    Case(
+        "runs-2*10^5",
+        ["run", "WF", "--dry-run", "-n", "1000"],
+        2,
+        "200 scenario(s) x 1,000 repetitions = 200,000 runs",
+        workflow(
+            migrate='[[steps]]\nuse = "migrate"\nmode = "p2p"\n\n[matrix]\na = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\nb = [' + ", ".join(map(str, range(20))) + "]"
+        ),
+    ),
     Case("option-n-1e9", ["run", "WF", "--dry-run", "-n", "1000000000"], 2, "is not in the range 1<=x<=1000", workflow()),
     Case("option-n-text", ["run", "WF", "--dry-run", "-n", "many"], 2, "'many' is not a valid integer", workflow()),
     Case("memory-negative", RUN, 2, "expected an integer ≥ 16, got -1", workflow(domain="[domain.create]\nmemory_mib = -1")),
     Case("memory-float", RUN, 2, "expected an integer", workflow(domain="[domain.create]\nmemory_mib = 256.5")),
-    Case("timeout-1e300", RUN, 2, "expected a number ≤ 86400, got 1e+300", workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p"\ntimeout = { seconds = 1e300 }')),
+    Case(
+        "timeout-1e300",
+        RUN,
+        2,
+        "expected a number ≤ 86400, got 1e+300",
+        workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p"\ntimeout = { seconds = 1e300 }'),
+    ),
     Case("timeout-zero", RUN, 2, "expected a number > 0", workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p"\ntimeout = { seconds = 0 }')),
     Case("interval-negative", RUN, 2, "expected a number ≥ 0, got -5", workflow(collect='[[steps]]\nuse = "collect-qmp"\ninterval_ms = -5')),
     # TOML allows nan and inf; JSON Schema bounds let NaN through (every comparison is false)
@@ -122,19 +160,41 @@ CASES = [
     Case("interval-nan", RUN, 2, "expected a finite number, got nan", workflow(collect='[[steps]]\nuse = "collect-qmp"\ninterval_ms = nan')),
     Case("warmup-minus-inf", RUN, 2, "expected a finite number, got -inf", workflow(prepare='[[steps]]\nuse = "prepare-domain"\nwarmup_s = -inf')),
     Case("memory-nan", RUN, 2, "expected a finite number, got nan", workflow(domain="[domain.create]\nmemory_mib = nan")),
-    Case("nan-in-matrix", RUN, 2, "expected a finite number, got nan", workflow(collect='[[steps]]\nuse = "collect-qmp"\ninterval_ms = "${i}"\n\n[matrix]\ni = [100, nan]')),
+    Case(
+        "nan-in-matrix",
+        RUN,
+        2,
+        "expected a finite number, got nan",
+        workflow(collect='[[steps]]\nuse = "collect-qmp"\ninterval_ms = "${i}"\n\n[matrix]\ni = [100, nan]'),
+    ),
     Case("nan-in-validate", ["validate", "WF"], 2, "expected a finite number, got nan", workflow(collect='[[steps]]\nuse = "collect-qmp"\ninterval_ms = nan')),
     # -- hosts -------------------------------------------------------------------------------------
     Case("src-without-dst", ["run", "WF", "--dry-run", "--src", CLOSED], 2, "give both hosts", workflow()),
     Case("same-uri-twice", ["run", "WF", "--dry-run", "--src", CLOSED, "--dst", CLOSED], 2, "source and destination are the same URI", workflow()),
-    Case("same-uri-redacted", ["run", "WF", "--dry-run", "--src", "qemu+ssh://u:pw@h/system", "--dst", "qemu+ssh://u:pw@h/system"], 2, "qemu+ssh://u:***@h/system", workflow()),
+    Case(
+        "same-uri-redacted",
+        ["run", "WF", "--dry-run", "--src", "qemu+ssh://u:pw@h/system", "--dst", "qemu+ssh://u:pw@h/system"],
+        2,
+        "qemu+ssh://u:***@h/system",
+        workflow(),
+    ),
     Case("src-not-a-uri", ["run", "WF", "--dry-run", "--src", "host-a", "--dst", CLOSED], 2, "the source host 'host-a' is not a libvirt URI", workflow()),
     Case("dst-bad-port", ["run", "WF", "--dry-run", "--src", CLOSED, "--dst", "qemu+tcp://h:port/system"], 2, "is not a libvirt URI", workflow()),
     Case("hosts-incomplete", RUN, 2, "missing required key 'destination'", workflow(head='name = "t"\n[hosts]\nsource = "qemu+tcp://a/system"')),
-    Case("unreachable-host", ["run", "WF", "--src", CLOSED, "--dst", CLOSED2, "--results", "TMP/r.duckdb"], 4,
-         "cannot connect to qemu+tcp://127.0.0.1:1/system", workflow()),
-    Case("unreachable-host-secret", ["run", "WF", "--src", "qemu+tcp://root:hunter2@127.0.0.1:1/system?keyfile=/k", "--dst", CLOSED2, "--results", "TMP/r.duckdb"], 4,
-         "cannot connect to qemu+tcp://root:***@127.0.0.1:1/system?keyfile=***", workflow()),
+    Case(
+        "unreachable-host",
+        ["run", "WF", "--src", CLOSED, "--dst", CLOSED2, "--results", "TMP/r.duckdb"],
+        4,
+        "cannot connect to qemu+tcp://127.0.0.1:1/system",
+        workflow(),
+    ),
+    Case(
+        "unreachable-host-secret",
+        ["run", "WF", "--src", "qemu+tcp://root:hunter2@127.0.0.1:1/system?keyfile=/k", "--dst", CLOSED2, "--results", "TMP/r.duckdb"],
+        4,
+        "cannot connect to qemu+tcp://root:***@127.0.0.1:1/system?keyfile=***",
+        workflow(),
+    ),
     # -- the results file -----------------------------------------------------------------------------
     Case("results-missing-dir", ["run", "WF", "--dry-run", "--results", "TMP/no/such/dir/r.duckdb"], 5, "does not exist", workflow()),
     Case("results-unwritable", ["run", "WF", "--dry-run", "--results", "UNWRITABLE/r.duckdb"], 5, "is not writable", workflow()),
@@ -158,7 +218,7 @@ def _args(case: Case, tmp: Path) -> list[str]:
     for a in case.args:
         for k, v in subst.items():
             if a == k or a.startswith(k + "/"):
-                a = v + a[len(k):]
+                a = v + a[len(k) :]
                 break
         out.append(a)
     return out
@@ -167,15 +227,15 @@ def _args(case: Case, tmp: Path) -> list[str]:
 def migflow(args, cwd, env=None, timeout=120):
     e = {k: v for k, v in os.environ.items() if not k.startswith("MIGFLOW_")}
     e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "migflow", *args], capture_output=True, text=True, cwd=cwd, env=e, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, cwd=cwd, env=e, timeout=timeout)
 
 
 def messages(proc) -> list[str]:
     """The error lines: ``migflow: ...`` (warnings aside), click's ``Error: ...``, and
     the issue lines of ``migflow validate``."""
     lines = (proc.stdout + proc.stderr).splitlines()
-    errors = [l for l in lines if (l.startswith("migflow: ") and not l.startswith("migflow: warning:")) or l.startswith("Error: ")]
-    issues = [l for l in lines if l.startswith("  ") and ": " in l and not l.lstrip().startswith("hint:")]
+    errors = [ln for ln in lines if (ln.startswith("migflow: ") and not ln.startswith("migflow: warning:")) or ln.startswith("Error: ")]
+    issues = [ln for ln in lines if ln.startswith("  ") and ": " in ln and not ln.lstrip().startswith("hint:")]
     return errors, issues
 
 

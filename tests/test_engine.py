@@ -5,7 +5,6 @@ These never claim to test migration; the lab tests do that with real VMs.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,9 +13,9 @@ import time
 from pathlib import Path
 
 import duckdb
+import fakes
 import pytest
 
-import fakes
 from migflow.engine import Engine
 from migflow.plugins import get_plugins
 from migflow.registry import HostPair
@@ -28,8 +27,19 @@ HOSTS = HostPair("fake://a", "fake://b")
 def workflow(steps, repetitions=1, round_trip=False, fail_fast=False):
     uses = [StepUse(name, opts, i) for i, (name, opts) in enumerate(steps)]
     sc = Scenario("default", {}, uses, {})
-    wf = Workflow(name="t", description="", file="t.toml", backend="fake", source=None, destination=None, domain={},
-                  steps=uses, repetitions=repetitions, round_trip=round_trip, fail_fast=fail_fast)
+    wf = Workflow(
+        name="t",
+        description="",
+        file="t.toml",
+        backend="fake",
+        source=None,
+        destination=None,
+        domain={},
+        steps=uses,
+        repetitions=repetitions,
+        round_trip=round_trip,
+        fail_fast=fail_fast,
+    )
     wf.scenarios = [sc]
     wf.plan = [PlannedRun(i, sc, i + 1) for i in range(repetitions)]
     return wf
@@ -53,10 +63,17 @@ def test_steps_run_in_order_and_everything_is_recorded(plugins, tmp_path):
     assert [s.status for s in summaries] == ["completed"]
     assert fakes.FakeBackend.calls == ["open", "prepare", "migrate 1", "migrate 2", "restore", "close"]
     assert rows(db, "SELECT step, status FROM steps ORDER BY position") == [
-        ("prepare-domain", "completed"), ("migrate", "completed"), ("collect-qmp", "completed"), ("restore", "completed")]
+        ("prepare-domain", "completed"),
+        ("migrate", "completed"),
+        ("collect-qmp", "completed"),
+        ("restore", "completed"),
+    ]
     legs = rows(db, "SELECT leg, source, destination, status, total_time, ram_transferred, wall_ms FROM migrations ORDER BY leg")
-    assert [(l[0], l[1], l[2], l[3], l[4], l[5]) for l in legs] == [(1, "fake://a", "fake://b", "completed", 300, 900), (2, "fake://b", "fake://a", "completed", 300, 900)]
-    assert all(250 <= l[6] < 2000 for l in legs)  # the fake sleeps 0.3 s per leg
+    assert [(ln[0], ln[1], ln[2], ln[3], ln[4], ln[5]) for ln in legs] == [
+        (1, "fake://a", "fake://b", "completed", 300, 900),
+        (2, "fake://b", "fake://a", "completed", 300, 900),
+    ]
+    assert all(250 <= ln[6] < 2000 for ln in legs)  # the fake sleeps 0.3 s per leg
     n = rows(db, "SELECT leg, count(*) FROM samples GROUP BY leg ORDER BY leg")
     assert [leg for leg, _ in n] == [1, 2] and all(c >= 5 for _, c in n)  # 20 ms sampling over 300 ms
 
@@ -68,7 +85,11 @@ def test_restore_runs_after_a_failing_step_and_the_run_is_failed(plugins, tmp_pa
     assert summary.status == "failed" and "kaboom" in summary.error
     assert "restore" in fakes.FakeBackend.calls and "migrate 1" not in fakes.FakeBackend.calls
     assert rows(db, "SELECT step, status, error FROM steps ORDER BY position") == [
-        ("prepare-domain", "completed", None), ("explode", "failed", "kaboom"), ("migrate", "skipped", None), ("restore", "completed", None)]
+        ("prepare-domain", "completed", None),
+        ("explode", "failed", "kaboom"),
+        ("migrate", "skipped", None),
+        ("restore", "completed", None),
+    ]
     assert rows(db, "SELECT status, error FROM runs") == [("failed", "step 'explode' failed: kaboom")]
 
 

@@ -32,7 +32,7 @@ HOT = {"ws": 32, "rate": 16, "warmup": 3, "bandwidth": 4 * MiB}
 
 
 def workflow(tmp_path, mode="p2p", guest=SLOW, timeout=None, flags=(), expect="success", round_trip=False, name="fault"):
-    timeout_line = f"timeout = {{ seconds = {timeout[0]}, action = \"{timeout[1]}\" }}\n" if timeout else ""
+    timeout_line = f'timeout = {{ seconds = {timeout[0]}, action = "{timeout[1]}" }}\n' if timeout else ""
     flags_line = f"flags = {json.dumps(list(flags))}\n" if flags else ""
     text = f"""
 name = "{name}"
@@ -40,14 +40,14 @@ round_trip = {str(round_trip).lower()}
 [domain.create]
 memory_mib = 128
 [domain.create.workload]
-working_set_mib = {guest['ws']}
-dirty_rate_mibs = {guest['rate']}
+working_set_mib = {guest["ws"]}
+dirty_rate_mibs = {guest["rate"]}
 [[steps]]
 use = "prepare-domain"
-warmup_s = {guest['warmup']}
+warmup_s = {guest["warmup"]}
 [[steps]]
 use = "set-capabilities"
-parameters = {{ max-bandwidth = {guest['bandwidth']} }}
+parameters = {{ max-bandwidth = {guest["bandwidth"]} }}
 [[steps]]
 use = "migrate"
 mode = "{mode}"
@@ -65,10 +65,16 @@ use = "restore"
 
 def run(tmp_path, wf, fault=None, db=None, timeout=300):
     db = db or tmp_path / "results.duckdb"
-    env = dict(os.environ, PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               MIGFLOW_PLUGIN_MODULES="faults", MIGFLOW_FAULT=fault or "", MIGFLOW_FAULT_MARK=str(tmp_path / "fault.mark"))
-    proc = subprocess.run([sys.executable, "-m", "migflow", "run", str(wf), "--results", str(db)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    env = dict(
+        os.environ,
+        PYTHONPATH=f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+        MIGFLOW_PLUGIN_MODULES="faults",
+        MIGFLOW_FAULT=fault or "",
+        MIGFLOW_FAULT_MARK=str(tmp_path / "fault.mark"),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "migflow", "run", str(wf), "--results", str(db)], check=False, capture_output=True, text=True, timeout=timeout, env=env
+    )
     return db, proc
 
 
@@ -184,8 +190,12 @@ def test_ctrl_c_aborts_the_leg_restores_and_records_interrupted(tmp_path, health
     assert "Traceback" not in proc.stderr
     assert query(db, "SELECT status, error FROM runs") == [("interrupted", "interrupted by Ctrl-C")]
     assert query(db, "SELECT step, status FROM steps ORDER BY position") == [
-        ("prepare-domain", "completed"), ("set-capabilities", "completed"), ("migrate", "interrupted"),
-        ("collect-qmp", "completed"), ("restore", "completed")]
+        ("prepare-domain", "completed"),
+        ("set-capabilities", "completed"),
+        ("migrate", "interrupted"),
+        ("collect-qmp", "completed"),
+        ("restore", "completed"),
+    ]
     assert query(db, "SELECT status FROM migrations") == [("interrupted",)]
     found = restore_found(db)["found"]
     assert found["source"] in ("running", "paused"), found  # a paused source is resumed by restore
@@ -195,7 +205,6 @@ def test_ctrl_c_aborts_the_leg_restores_and_records_interrupted(tmp_path, health
 
 def wait_until_only_on(where, timeout=120):
     import libvirt
-
     from migflow_lab import hosts
 
     uris = {h["name"]: h["uri"] for h in hosts.LAB_HOSTS}
@@ -230,13 +239,15 @@ def test_migflow_killed_mid_migration_is_reconciled_and_recovered(tmp_path, heal
     spooled = list((tmp_path / "results.duckdb.spool").glob("*.json"))
     assert len(spooled) == 1 and json.loads(spooled[0].read_text())["run"]["status"] == "running"
     wait_until_only_on(where)  # the orphaned job ends on its own
-    rec = subprocess.run([sys.executable, "-m", "migflow", "recover", "--results", str(db)], capture_output=True, text=True, timeout=120)
+    rec = subprocess.run([sys.executable, "-m", "migflow", "recover", "--results", str(db)], check=False, capture_output=True, text=True, timeout=120)
     assert rec.returncode == 0, rec.stdout + rec.stderr
     [(status, error, extra)] = query(db, "SELECT status, error, extra FROM runs")
     assert status == "abandoned"
-    assert f"ended while the run was in progress; domain migflow-guest" in error
+    assert "ended while the run was in progress; domain migflow-guest" in error
     assert f"running on the {where}" in error, error
     recovered = json.loads(extra)["recovered"]
     assert recovered["error"] is None and any("destroyed" in a for a in recovered["actions"]), recovered
-    assert "nothing to recover" in subprocess.run([sys.executable, "-m", "migflow", "recover", "--results", str(db)],
-                                                  capture_output=True, text=True, timeout=60).stdout
+    assert (
+        "nothing to recover"
+        in subprocess.run([sys.executable, "-m", "migflow", "recover", "--results", str(db)], check=False, capture_output=True, text=True, timeout=60).stdout
+    )

@@ -49,7 +49,7 @@ from migflow.workflow.locate import Locator
 ROOT = Path(__file__).resolve().parents[1]
 EXPLORE = os.environ.get("MIGFLOW_FUZZ") == "explore"
 FUZZ = settings(
-    max_examples=int(os.environ.get("MIGFLOW_FUZZ_EXAMPLES", 1000 if EXPLORE else 150)),
+    max_examples=int(os.environ.get("MIGFLOW_FUZZ_EXAMPLES", "1000" if EXPLORE else "150")),
     deadline=dt.timedelta(seconds=5),  # one example; a hang or pathological slowness fails
     derandomize=not EXPLORE,
     database=None,
@@ -149,18 +149,88 @@ def dump_toml(doc: dict) -> tuple[str, dict[tuple, int]]:
 # -- strategies ---------------------------------------------------------------------------------------
 
 KEYS = [
-    "name", "description", "backend", "repetitions", "round_trip", "fail_fast", "results", "order", "seed",
-    "requires", "hosts", "source", "destination", "domain", "create", "memory_mib", "vcpus", "workload",
-    "working_set_mib", "dirty_rate_mibs", "steps", "use", "mode", "flags", "timeout", "seconds", "action",
-    "interval_ms", "iteration_samples", "capabilities", "parameters", "warmup_s", "wait_timeout_s", "matrix",
-    "exclude", "include", "expect", "migrate_uri", "settle_s", "keep_created", "xbzrle", "downtime-limit",
+    "name",
+    "description",
+    "backend",
+    "repetitions",
+    "round_trip",
+    "fail_fast",
+    "results",
+    "order",
+    "seed",
+    "requires",
+    "hosts",
+    "source",
+    "destination",
+    "domain",
+    "create",
+    "memory_mib",
+    "vcpus",
+    "workload",
+    "working_set_mib",
+    "dirty_rate_mibs",
+    "steps",
+    "use",
+    "mode",
+    "flags",
+    "timeout",
+    "seconds",
+    "action",
+    "interval_ms",
+    "iteration_samples",
+    "capabilities",
+    "parameters",
+    "warmup_s",
+    "wait_timeout_s",
+    "matrix",
+    "exclude",
+    "include",
+    "expect",
+    "migrate_uri",
+    "settle_s",
+    "keep_created",
+    "xbzrle",
+    "downtime-limit",
 ]
 WORDS = [
-    "prepare-domain", "set-capabilities", "migrate", "collect-qmp", "restore", "shape-link", "p2p",
-    "p2p-tunnelled", "managed-direct", "unmanaged-direct", "zstack", "libvirt", "abort", "suspend", "postcopy",
-    "tls", "live", "tunnelled", "interleaved", "shuffled", "sequential", "success", "failure",
-    "${mode}", "${x}", "${flags}", "$${x}", "${", "}", "$", "${mode", "${1x}", "qemu+tcp://a/system",
-    "qemu+ssh://u:pw@h/system?keyfile=/k", "tcp://h:1", "", " ", "nope",
+    "prepare-domain",
+    "set-capabilities",
+    "migrate",
+    "collect-qmp",
+    "restore",
+    "shape-link",
+    "p2p",
+    "p2p-tunnelled",
+    "managed-direct",
+    "unmanaged-direct",
+    "zstack",
+    "libvirt",
+    "abort",
+    "suspend",
+    "postcopy",
+    "tls",
+    "live",
+    "tunnelled",
+    "interleaved",
+    "shuffled",
+    "sequential",
+    "success",
+    "failure",
+    "${mode}",
+    "${x}",
+    "${flags}",
+    "$${x}",
+    "${",
+    "}",
+    "$",
+    "${mode",
+    "${1x}",
+    "qemu+tcp://a/system",
+    "qemu+ssh://u:pw@h/system?keyfile=/k",
+    "tcp://h:1",
+    "",
+    " ",
+    "nope",
 ]
 
 keys = st.one_of(st.sampled_from(KEYS), st.text(max_size=8))
@@ -173,7 +243,7 @@ scalars = st.one_of(
     st.sampled_from(WORDS),
     st.dates(),
     st.times(),
-    st.datetimes(timezones=st.just(dt.timezone.utc)),
+    st.datetimes(timezones=st.just(dt.UTC)),
 )
 values = st.recursive(
     scalars,
@@ -203,14 +273,25 @@ domain = st.one_of(
     st.fixed_dictionaries({"name": st.one_of(st.sampled_from(WORDS), st.text(max_size=10))}),
     st.just({"create": {}}),
     st.fixed_dictionaries(
-        {"create": st.fixed_dictionaries({}, optional={"memory_mib": small_values, "vcpus": small_values, "name": st.sampled_from(WORDS),
-                                                      "workload": st.dictionaries(st.sampled_from(["working_set_mib", "dirty_rate_mibs", "x"]), small_values, max_size=2)})}
+        {
+            "create": st.fixed_dictionaries(
+                {},
+                optional={
+                    "memory_mib": small_values,
+                    "vcpus": small_values,
+                    "name": st.sampled_from(WORDS),
+                    "workload": st.dictionaries(st.sampled_from(["working_set_mib", "dirty_rate_mibs", "x"]), small_values, max_size=2),
+                },
+            )
+        }
     ),
     st.dictionaries(keys, small_values, max_size=3),
 )
 matrix = st.dictionaries(
     st.sampled_from(["mode", "x", "flags", "exclude", "include", "1x", "y"]),
-    st.one_of(st.lists(scalars, min_size=0, max_size=3), st.lists(st.dictionaries(st.sampled_from(["mode", "x", "z"]), scalars, max_size=2), max_size=2), scalars),
+    st.one_of(
+        st.lists(scalars, min_size=0, max_size=3), st.lists(st.dictionaries(st.sampled_from(["mode", "x", "z"]), scalars, max_size=2), max_size=2), scalars
+    ),
     max_size=3,
 )
 workflow_docs = st.fixed_dictionaries(
@@ -248,7 +329,11 @@ def mutated_files(draw):
         if kind == "delete":
             text = text[:i] + text[j:]
         elif kind == "insert":
-            text = text[:i] + draw(st.one_of(st.sampled_from(WORDS + ["[", "]", "[[steps]]", "=", '"', "\n", "nan", "inf", "{", "}", ","]), st.text(max_size=10))) + text[i:]
+            text = (
+                text[:i]
+                + draw(st.one_of(st.sampled_from(WORDS + ["[", "]", "[[steps]]", "=", '"', "\n", "nan", "inf", "{", "}", ","]), st.text(max_size=10)))
+                + text[i:]
+            )
         elif kind == "replace":
             text = text[:i] + draw(st.text(max_size=5)) + text[j:]
         else:
@@ -361,4 +446,3 @@ def _has_nan(v) -> bool:
     if isinstance(v, list):
         return any(_has_nan(x) for x in v)
     return False
-

@@ -8,6 +8,7 @@ crashes on dirty-bitmap without KVM).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -19,11 +20,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from migflow_lab import guest
+from migflow_lab.heartbeat import HeartbeatMonitor, parse_status_line
 
 from migflow.errors import PrerequisiteError, UsageError
 from migflow.registry import GuestImage
-from migflow_lab import guest
-from migflow_lab.heartbeat import HeartbeatMonitor, parse_status_line
 
 QEMU = shutil.which("qemu-system-x86_64")
 needs_qemu = pytest.mark.skipif(QEMU is None, reason="qemu-system-x86_64 is not installed")
@@ -93,16 +94,36 @@ class QMP:
 class Guest:
     """One QEMU process running the lab kernel, with its serial file and QMP."""
 
-    def __init__(self, workdir: Path, name: str, kernel: str, append: str, mem_mib: int,
-                 serial: Path | None = None, incoming: str | None = None):
+    def __init__(self, workdir: Path, name: str, kernel: str, append: str, mem_mib: int, serial: Path | None = None, incoming: str | None = None):
         self.serial = serial or workdir / f"{name}.serial"
         self.qmp_path = str(workdir / f"{name}.qmp")
         self.log = workdir / f"{name}.log"
-        cmd = [QEMU, "-M", "pc", "-accel", ACCEL, "-m", str(mem_mib), "-smp", "1",
-               "-display", "none", "-nodefaults", "-no-user-config", "-no-reboot",
-               "-kernel", kernel, "-append", append,
-               "-chardev", f"file,id=hb,path={self.serial},append=on", "-serial", "chardev:hb",
-               "-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+        cmd = [
+            QEMU,
+            "-M",
+            "pc",
+            "-accel",
+            ACCEL,
+            "-m",
+            str(mem_mib),
+            "-smp",
+            "1",
+            "-display",
+            "none",
+            "-nodefaults",
+            "-no-user-config",
+            "-no-reboot",
+            "-kernel",
+            kernel,
+            "-append",
+            append,
+            "-chardev",
+            f"file,id=hb,path={self.serial},append=on",
+            "-serial",
+            "chardev:hb",
+            "-qmp",
+            f"unix:{self.qmp_path},server=on,wait=off",
+        ]
         if incoming:
             cmd += ["-incoming", incoming]
         with open(self.log, "wb") as log:
@@ -167,12 +188,9 @@ def test_schema_is_valid_and_defaults_apply():
     jsonschema.Draft202012Validator.check_schema(guest.WORKLOAD_SCHEMA)
     assert guest.WORKLOAD_SCHEMA["additionalProperties"] is False
     assert guest.cmdline({}) == "ws=64 rate=32 pattern=seq hb_us=1000"
-    assert guest.cmdline({"dirty_rate_mibs": "unbounded", "pattern": "random"}) == \
-        "ws=64 rate=0 pattern=random hb_us=1000"
-    assert guest.cmdline({"working_set_mib": 900, "dirty_rate_mibs": 12.5, "heartbeat_us": 2000}) == \
-        "ws=900 rate=12.5 pattern=seq hb_us=2000"
-    for bad in ({"working_set_mib": 0}, {"dirty_rate_mibs": -1}, {"pattern": "zigzag"},
-                {"heartbeat_us": 10}, {"colour": "red"}, {"dirty_rate_mibs": "fast"}):
+    assert guest.cmdline({"dirty_rate_mibs": "unbounded", "pattern": "random"}) == "ws=64 rate=0 pattern=random hb_us=1000"
+    assert guest.cmdline({"working_set_mib": 900, "dirty_rate_mibs": 12.5, "heartbeat_us": 2000}) == "ws=900 rate=12.5 pattern=seq hb_us=2000"
+    for bad in ({"working_set_mib": 0}, {"dirty_rate_mibs": -1}, {"pattern": "zigzag"}, {"heartbeat_us": 10}, {"colour": "red"}, {"dirty_rate_mibs": "fast"}):
         with pytest.raises(UsageError):
             guest.cmdline(bad)
 
@@ -184,7 +202,7 @@ def test_monitor_parses_two_appending_writers(tmp_path):
         time.sleep(0.02)
         a = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         os.write(a, b"\n#migflow-guest v1 ws=64 rate=32.000 pattern=seq hb_us=2000 tsc_khz=1 mem_mib=127\n")
-        os.write(a, b"....\n#rate=3")                 # the source stops in the middle of a line
+        os.write(a, b"....\n#rate=3")  # the source stops in the middle of a line
         b = os.open(path, os.O_WRONLY | os.O_APPEND)  # the destination appends the rest
         os.write(b, b"1.82 ws=64 pattern=seq up=3\n\0\0...")
         os.close(a)
@@ -259,7 +277,7 @@ def test_boot_heartbeat_clamp_and_pause(qemu):
         time.sleep(1.0)
         rate_hz = (mon.heartbeats - n_a) / (time.monotonic() - t_a)
         arr = [t for t in mon.arrivals() if t >= t_a]
-        median_ms = statistics.median(b - a for a, b in zip(arr, arr[1:])) * 1000
+        median_ms = statistics.median(b - a for a, b in itertools.pairwise(arr)) * 1000
         assert 1.0 <= median_ms <= 4.0, median_ms
         assert 250 <= rate_hz <= 1000, rate_hz
         assert mon.guest_pause_ms(t_a, time.monotonic()) < 100  # running: no long gap
@@ -271,8 +289,7 @@ def test_boot_heartbeat_clamp_and_pause(qemu):
         g.qmp.cmd("cont")
         time.sleep(0.3)
         pause = mon.guest_pause_ms(t0, time.monotonic())
-        print(f"\naccel={ACCEL} hb median {median_ms:.2f} ms, {rate_hz:.0f}/s; pause measured {pause:.1f} ms "
-              f"for a 500 ms stop/cont", end="")
+        print(f"\naccel={ACCEL} hb median {median_ms:.2f} ms, {rate_hz:.0f}/s; pause measured {pause:.1f} ms for a 500 ms stop/cont", end="")
         assert 400 <= pause <= 800, pause
         assert mon.status and mon.status["ws"] == clamped
     finally:

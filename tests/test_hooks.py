@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 
 import click
+import fakes
 import pytest
 from click.testing import CliRunner
 
-import fakes
 import migflow.plugins
 from migflow import hookspecs
 from migflow.hookspecs import hookimpl

@@ -16,12 +16,13 @@ import sys
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from typing import ClassVar
 
 import pytest
+from migflow_lab import hosts, shaping
 
 from migflow.errors import PrerequisiteError, StepError, UsageError
 from migflow.registry import HostPair
-from migflow_lab import hosts, shaping
 
 A, B = hosts.LAB_HOSTS
 
@@ -106,7 +107,7 @@ def test_shape_link_refuses_other_hosts():
 
     class Ctx:
         hosts = HostPair("qemu+tls://a.example/system", "qemu+tls://b.example/system")
-        state: dict = {}
+        state: ClassVar[dict] = {}
 
     with pytest.raises(StepError, match="only the embedded lab"):
         step.run(Ctx(), {"rate": "1gbit"})
@@ -126,7 +127,7 @@ def test_prerequisites_name_the_fix(monkeypatch):
 
 
 def test_cli_lab_help_has_examples():
-    out = subprocess.run([sys.executable, "-m", "migflow", "lab", "shape", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "migflow", "lab", "shape", "--help"], check=False, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "migflow lab shape --rate 1gbit" in out.stdout and "--clear" in out.stdout
 
@@ -137,7 +138,7 @@ def test_cli_lab_help_has_examples():
 @pytest.mark.lab
 def test_status_shape_and_daemons_reachable(lab):
     libvirt = _libvirt()
-    out = subprocess.run([sys.executable, "-m", "migflow", "lab", "status", "--json"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "migflow", "lab", "status", "--json"], check=False, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     st = json.loads(out.stdout)
     assert st["up"] is True
@@ -292,7 +293,7 @@ def test_shaping_rate_limits_throughput(lab):
     assert 25 <= low <= 60, f"50mbit link measured {low:.1f} Mbit/s"
     assert 100 <= high <= 230, f"200mbit link measured {high:.1f} Mbit/s"
     assert high > 2 * low
-    qd = subprocess.run(["tc", "-n", A["name"], "qdisc", "show", "dev", f"{A['name']}-in"], capture_output=True, text=True).stdout
+    qd = subprocess.run(["tc", "-n", A["name"], "qdisc", "show", "dev", f"{A['name']}-in"], check=False, capture_output=True, text=True).stdout
     assert ("tbf" in qd) == bool(before.get("rate"))
 
 
@@ -304,7 +305,7 @@ def test_shape_link_step_records_link(lab):
 
     class Ctx:
         hosts = hosts.lab_host_pair()
-        state: dict = {}
+        state: ClassVar[dict] = {}
 
     ctx = Ctx()
     before = hosts.status()["link"]
@@ -410,9 +411,9 @@ def test_zz_down_leaves_nothing(lab):
     lines: list[str] = []
     hosts.down(echo=lines.append)
     assert lines[-1] == "lab: down"
-    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    netns = subprocess.run(["ip", "netns", "list"], check=False, capture_output=True, text=True).stdout
     assert not any(h["name"] in netns for h in hosts.LAB_HOSTS), netns
-    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+    links = subprocess.run(["ip", "-o", "link", "show"], check=False, capture_output=True, text=True).stdout
     assert "mflab" not in links, links
     assert not any(hosts._alive(e) for e in state["pids"]), "a process the lab started is still alive"
     assert not _mount_lines_mentioning((str(hosts.LAB_ROOT), "/run/netns/mflab")), "leftover mounts"

@@ -19,12 +19,18 @@ pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ["zstack_default", "managed_direct", "p2p", "p2p_tunnelled", "unmanaged_direct", "xbzrle", "seed_comparison"]
-MODE = {"zstack_default": "zstack", "managed_direct": "managed-direct", "p2p": "p2p", "p2p_tunnelled": "p2p-tunnelled",
-        "unmanaged_direct": "unmanaged-direct", "xbzrle": "zstack"}
+MODE = {
+    "zstack_default": "zstack",
+    "managed_direct": "managed-direct",
+    "p2p": "p2p",
+    "p2p_tunnelled": "p2p-tunnelled",
+    "unmanaged_direct": "unmanaged-direct",
+    "xbzrle": "zstack",
+}
 
 
 def migflow(*args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "migflow", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, timeout=timeout)
 
 
 def query(db, sql, *params):
@@ -46,7 +52,7 @@ def ran(lab, tmp_path_factory):
 
     yield run
     # the link shaping of seed_comparison must not slow later modules
-    subprocess.run([sys.executable, "-m", "migflow", "lab", "shape", "--clear"], capture_output=True)
+    subprocess.run([sys.executable, "-m", "migflow", "lab", "shape", "--clear"], check=False, capture_output=True)
 
 
 @pytest.mark.parametrize("name", [w for w in WORKFLOWS if w != "unmanaged_direct" and w != "seed_comparison"])
@@ -58,11 +64,14 @@ def test_workflow_migrates_and_records_consistent_statistics(ran, name):
     assert len(runs) == 2 and all(r[1] == "completed" for r in runs), runs
     versions = json.loads(runs[0][3])
     assert versions["source"]["libvirt"] and versions["source"]["hypervisor_version"] and versions["source"]["kernel"]
-    legs = query(db, """SELECT run_id, leg, mode, status, wall_ms, total_time, setup_time, downtime, ram_total, ram_transferred,
+    legs = query(
+        db,
+        """SELECT run_id, leg, mode, status, wall_ms, total_time, setup_time, downtime, ram_total, ram_transferred,
                                ram_normal, ram_normal_bytes, ram_page_size, ram_mbps, ram_dirty_sync_count, guest_pause_ms, stats
-                        FROM migrations ORDER BY run_id, leg""")
+                        FROM migrations ORDER BY run_id, leg""",
+    )
     assert len(legs) == 4  # two runs, there and back
-    for (run_id, leg, mode, status, wall, total, setup, down, ram_total, sent, normal, normal_bytes, page, mbps, iters, pause, stats) in legs:
+    for run_id, leg, mode, status, wall, total, setup, down, ram_total, sent, normal, normal_bytes, page, mbps, iters, pause, stats in legs:
         assert mode == MODE[name] and status == "completed"
         assert iters >= 1
         assert page == 4096 and normal_bytes == normal * page
@@ -108,16 +117,22 @@ def test_unmanaged_direct_is_recorded_failed_with_libvirts_message(ran):
 def test_seed_comparison_covers_every_mode_twice(ran):
     db, proc = ran("seed_comparison")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = query(db, """SELECT r.scenario, m.status, count(*) FROM migrations m JOIN runs r USING (run_id)
-                        GROUP BY ALL ORDER BY ALL""")
+    rows = query(
+        db,
+        """SELECT r.scenario, m.status, count(*) FROM migrations m JOIN runs r USING (run_id)
+                        GROUP BY ALL ORDER BY ALL""",
+    )
     by = {(s, st): n for s, st, n in rows}
     for mode in ("managed-direct", "p2p", "p2p-tunnelled", "zstack"):
         assert by[(f"mode={mode},xbzrle=false", "completed")] == 4  # 2 repetitions x there and back
     assert by[("mode=zstack,xbzrle=true", "completed")] == 4
     assert by[("mode=unmanaged-direct,xbzrle=false", "failed")] == 2
     # the link was shaped to 1 Gbit/s: migrations run near it, as the seed's 905 Mbit/s on real 1 GbE
-    [(median, average)] = query(db, """SELECT median(ram_mbps), max(ram_transferred * 8 / (total_time / 1000) / 1e6)
-                                       FROM migrations WHERE status = 'completed'""")
+    [(median, average)] = query(
+        db,
+        """SELECT median(ram_mbps), max(ram_transferred * 8 / (total_time / 1000) / 1e6)
+                                       FROM migrations WHERE status = 'completed'""",
+    )
     assert 700 <= median <= 1100, median
     assert average <= 1000 * 1.05, average  # bytes over time cannot beat the shaped link
 
@@ -132,13 +147,13 @@ def test_seed_comparison_report_shows_every_mode_with_its_repetitions(ran, tmp_p
     rep = migflow("report", "--results", str(db), "--output", str(out), "--png", str(tmp_path / "png"))
     assert rep.returncode == 0, rep.stderr
     html = out.read_text()
-    table = html[html.index('<table class="summary"'):html.index("</table>")]
+    table = html[html.index('<table class="summary"') : html.index("</table>")]
     for mode in ("managed-direct", "p2p", "p2p-tunnelled", "zstack"):
         assert table.count(f'data-scenario="mode={mode},xbzrle=false"') == 2  # there and back
     assert table.count('data-scenario="mode=zstack,xbzrle=true"') == 2
     assert table.count("2 / 2") == 10  # 5 scenarios x 2 legs, each completed in both repetitions
     assert "0 / 2" in table and "direct migration is not supported" in table  # unmanaged-direct, as the seed saw
-    total = html[html.index('id="metric-total_time"'):html.index('id="metric-downtime"')]
+    total = html[html.index('id="metric-total_time"') : html.index('id="metric-downtime"')]
     assert total.count('class="dot"') == 5 * 2 * 2  # every repetition of every leg is a dot
     check, _, console = browser.load(out)
     assert check.get("data-status") == "ok" and console == [], (check, console)
@@ -151,12 +166,11 @@ def test_seed_comparison_report_shows_every_mode_with_its_repetitions(ran, tmp_p
 def test_existing_domain_is_put_back_on_its_source(lab, tmp_path):
     """zstack mode one way only (undefinesource): restore must migrate the domain back."""
     import libvirt
-
     from migflow_lab.guest import guest_image
 
     src, dst = (h["uri"] for h in lab["hosts"])
     image = guest_image({"working_set_mib": 16, "dirty_rate_mibs": 8})
-    xml = f"""<domain type='{lab['accel'] if lab['accel'] == 'kvm' else 'qemu'}'><name>e2e-existing</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
+    xml = f"""<domain type='{lab["accel"] if lab["accel"] == "kvm" else "qemu"}'><name>e2e-existing</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
       <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{image.kernel}</kernel><cmdline>{image.cmdline}</cmdline></os>
       <devices><serial type='pty'/><memballoon model='none'/></devices></domain>"""
     sconn, dconn = libvirt.open(src), libvirt.open(dst)

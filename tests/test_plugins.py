@@ -75,19 +75,21 @@ def _broken_distribution(tmp_path: Path) -> dict:
 
 def test_a_broken_plugin_warns_naming_it_and_its_distribution(tmp_path):
     env = _broken_distribution(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "migflow", "plugins", "--json"], capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "migflow", "plugins", "--json"], check=False, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert "broken" not in [p["name"] for p in data["plugins"]]
     assert any("'broken'" in f and "migflow-broken" in f and "this plugin is broken" in f for f in data["failures"])
-    proc = subprocess.run([sys.executable, "-m", "migflow", "validate", str(ROOT / "workflows" / "p2p.toml")], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "migflow", "validate", str(ROOT / "workflows" / "p2p.toml")], check=False, capture_output=True, text=True, env=env
+    )
     assert proc.returncode == 0 and "migflow-broken" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_strict_mode_makes_a_broken_plugin_an_error(tmp_path):
     env = _broken_distribution(tmp_path)
     for args, extra_env in ((["--strict-plugins", "plugins"], {}), (["plugins"], {"MIGFLOW_STRICT_PLUGINS": "1"})):
-        proc = subprocess.run([sys.executable, "-m", "migflow", *args], capture_output=True, text=True, env={**env, **extra_env})
+        proc = subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, env={**env, **extra_env})
         assert proc.returncode == 3, proc.stdout + proc.stderr
         assert "migflow-broken" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -97,13 +99,15 @@ def test_disable_switch_and_plugin_modules(tmp_path, monkeypatch):
     plugins = get_plugins()
     assert "lab" not in [i.name for i in plugins.infos] and "shape-link" not in plugins.steps
     monkeypatch.delenv("MIGFLOW_DISABLE_PLUGINS")
-    (tmp_path / "local_modes.py").write_text(textwrap.dedent("""
+    (tmp_path / "local_modes.py").write_text(
+        textwrap.dedent("""
         from migflow.hookspecs import hookimpl
         from migflow.registry import ModeSpec
         @hookimpl
         def migflow_register_modes(register):
             register(ModeSpec("p2p-local", "libvirt", ("live", "peer2peer")))
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("MIGFLOW_PLUGIN_MODULES", "local_modes")
     assert "p2p-local" in get_plugins().modes
@@ -120,21 +124,31 @@ def test_installed_package_validates_from_outside_the_checkout(tmp_path):
     venv.create(env_dir, system_site_packages=True, with_pip=False)  # the dependencies come from this interpreter
     py = env_dir / "bin" / "python"
     pip = [sys.executable, "-m", "pip", "--python", str(py)] if _pip_has_python_option() else [str(py), "-m", "pip"]
-    build = subprocess.run([*pip, "install", "--quiet", "--no-deps", "--disable-pip-version-check",
-                            "--root-user-action=ignore", str(src)], capture_output=True, text=True, timeout=600)
+    build = subprocess.run(
+        [*pip, "install", "--quiet", "--no-deps", "--disable-pip-version-check", "--root-user-action=ignore", str(src)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert build.returncode == 0, build.stdout + build.stderr
-    where = subprocess.run([str(py), "-c", "import migflow, migflow_steps; print(migflow.__file__); print(migflow_steps.__file__)"],
-                           capture_output=True, text=True, cwd=tmp_path)
+    where = subprocess.run(
+        [str(py), "-c", "import migflow, migflow_steps; print(migflow.__file__); print(migflow_steps.__file__)"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert all(str(env_dir) in line for line in where.stdout.split()), where.stdout  # the installed copy, not the checkout
     wf = tmp_path / "wf.toml"
     wf.write_text((ROOT / "workflows" / "zstack_default.toml").read_text())
-    proc = subprocess.run([str(env_dir / "bin" / "migflow"), "validate", str(wf)], capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run([str(env_dir / "bin" / "migflow"), "validate", str(wf)], check=False, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.startswith("OK"), proc.stdout + proc.stderr
-    schema = subprocess.run([str(env_dir / "bin" / "migflow"), "schema"], capture_output=True, text=True, cwd=tmp_path)
+    schema = subprocess.run([str(env_dir / "bin" / "migflow"), "schema"], check=False, capture_output=True, text=True, cwd=tmp_path)
     assert "collect-qmp" in schema.stdout
 
 
 def _pip_has_python_option() -> bool:
-    out = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, "-m", "pip", "--version"], check=False, capture_output=True, text=True).stdout
     major = int(out.split()[1].split(".")[0])
     return major >= 22

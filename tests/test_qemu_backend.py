@@ -17,12 +17,25 @@ import pytest
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parent.parent
-STAT_COLUMNS = ("total_time", "setup_time", "downtime", "ram_total", "ram_transferred", "ram_remaining", "ram_normal",
-                "ram_normal_bytes", "ram_duplicate", "ram_page_size", "ram_mbps", "ram_dirty_sync_count", "guest_pause_ms")
+STAT_COLUMNS = (
+    "total_time",
+    "setup_time",
+    "downtime",
+    "ram_total",
+    "ram_transferred",
+    "ram_remaining",
+    "ram_normal",
+    "ram_normal_bytes",
+    "ram_duplicate",
+    "ram_page_size",
+    "ram_mbps",
+    "ram_dirty_sync_count",
+    "guest_pause_ms",
+)
 
 
 def migflow(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "migflow", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, timeout=timeout)
 
 
 def query(db, sql, *params):
@@ -57,12 +70,15 @@ def test_qemu_backend_migrates_both_ways_and_fills_the_statistics(both):
         assert versions[role]["hypervisor"] == "QEMU" and versions[role]["hypervisor_version"].count(".") == 2
     assert versions["source"]["version_from"] == "query-version"
     cols = ", ".join(STAT_COLUMNS)
-    legs = query(db, f"""SELECT m.run_id, leg, source, destination, mode, m.status, wall_ms, {cols}, stats, m.extra
-                         FROM migrations m JOIN runs r USING (run_id) WHERE r.backend = 'qemu' ORDER BY m.run_id, leg""")
+    legs = query(
+        db,
+        f"""SELECT m.run_id, leg, source, destination, mode, m.status, wall_ms, {cols}, stats, m.extra
+                         FROM migrations m JOIN runs r USING (run_id) WHERE r.backend = 'qemu' ORDER BY m.run_id, leg""",
+    )
     assert len(legs) == 4
     for row in legs:
         run_id, leg, source, destination, mode, status, wall = row[:7]
-        stats_cols = dict(zip(STAT_COLUMNS, row[7:7 + len(STAT_COLUMNS)]))
+        stats_cols = dict(zip(STAT_COLUMNS, row[7 : 7 + len(STAT_COLUMNS)], strict=True))
         stats, extra = json.loads(row[-2]), json.loads(row[-1])
         assert mode == "qmp-tcp" and status == "completed"
         assert all(v is not None for v in stats_cols.values()), stats_cols
@@ -103,15 +119,18 @@ def test_nothing_left_running(both):
 
 
 def test_both_backends_compare_in_one_query(both):
-    db, qemu, libvirt = both
+    db, _qemu, libvirt = both
     assert libvirt.returncode == 0, libvirt.stdout + libvirt.stderr
-    rows = query(db, """SELECT r.backend, count(*), count(total_time), count(downtime), count(ram_transferred),
+    rows = query(
+        db,
+        """SELECT r.backend, count(*), count(total_time), count(downtime), count(ram_transferred),
                                count(ram_dirty_sync_count), count(guest_pause_ms), bool_and(total_time <= wall_ms + 1),
                                median(wall_ms - total_time)
                         FROM migrations m JOIN runs r USING (run_id) WHERE m.status = 'completed'
-                        GROUP BY r.backend ORDER BY r.backend""")
+                        GROUP BY r.backend ORDER BY r.backend""",
+    )
     assert [r[0] for r in rows] == ["libvirt", "qemu"]
-    for backend, n, *counts, within, overhead in rows:
+    for backend, n, *counts, within, _overhead in rows:
         assert all(c == n for c in counts), (backend, n, counts)
         assert within
     overhead = {r[0]: r[-1] for r in rows}
@@ -156,8 +175,9 @@ use = "restore"
 def test_local_hosts_without_the_lab(tmp_path):
     """qemu+local://: both QEMUs on this machine, migrating over loopback addresses."""
     db = tmp_path / "r.duckdb"
-    proc = migflow("run", str(ROOT / "workflows" / "qemu_tcp.toml"), "-n", "1", "--src", "qemu+local://127.0.0.1",
-                   "--dst", "qemu+local://127.0.0.2", "--results", str(db))
+    proc = migflow(
+        "run", str(ROOT / "workflows" / "qemu_tcp.toml"), "-n", "1", "--src", "qemu+local://127.0.0.1", "--dst", "qemu+local://127.0.0.2", "--results", str(db)
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = query(db, "SELECT status, stats->>'$.status', destination FROM migrations ORDER BY leg")
     assert rows == [("completed", "completed", "qemu+local://127.0.0.2"), ("completed", "completed", "qemu+local://127.0.0.1")]

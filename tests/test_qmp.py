@@ -8,10 +8,10 @@ import threading
 import time
 
 import pytest
-
-from migflow.errors import HostError
 from migflow_qemu.hosts import resolve
 from migflow_qemu.qmp import QMPClient, QMPConnectionError, QMPError
+
+from migflow.errors import HostError
 
 
 class FakeQMP:

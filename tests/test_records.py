@@ -17,14 +17,13 @@ import textwrap
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from migflow.errors import StoreError
 from migflow.records import (
+    TABLES,
     IngestResult,
     RunRecorder,
-    TABLES,
     ingest_pending,
     open_readonly,
     pending_runs,
@@ -35,11 +34,23 @@ from migflow.records.spool import list_spools, samples_path, spool_path
 
 # The seed's query-migrate output (8 GiB guest, 1 GbE).
 SEED = {
-    "status": "completed", "setup-time": 43, "downtime": 30, "total-time": 22004,
+    "status": "completed",
+    "setup-time": 43,
+    "downtime": 30,
+    "total-time": 22004,
     "ram": {
-        "total": 8594989056, "postcopy-requests": 0, "dirty-sync-count": 5, "page-size": 4096,
-        "remaining": 0, "mbps": 507.311245, "transferred": 1394795636, "duplicate": 1765164,
-        "dirty-pages-rate": 0, "skipped": 0, "normal-bytes": 1376219136, "normal": 335991,
+        "total": 8594989056,
+        "postcopy-requests": 0,
+        "dirty-sync-count": 5,
+        "page-size": 4096,
+        "remaining": 0,
+        "mbps": 507.311245,
+        "transferred": 1394795636,
+        "duplicate": 1765164,
+        "dirty-pages-rate": 0,
+        "skipped": 0,
+        "normal-bytes": 1376219136,
+        "normal": 335991,
     },
 }
 
@@ -47,19 +58,46 @@ SEED = {
 def record_run(results, run_id="run-1", *, status="completed", legs=2, samples=5, finish=True, wait_s=5.0):
     """A complete run: two steps, ``legs`` legs (round trip), samples per leg."""
     t0 = time.time()
-    rec = RunRecorder(results, {
-        "run_id": run_id, "workflow": "zstack-default", "workflow_file": "workflows/zstack_default.toml",
-        "scenario": "mode=p2p", "params": {"mode": "p2p"}, "repetition": 1, "plan_index": 0,
-        "backend": "libvirt", "source_uri": "qemu+ssh://root:hunter2@src/system?keyfile=/root/.ssh/id",
-        "destination_uri": "qemu+tcp://dst/system",
-    })
+    rec = RunRecorder(
+        results,
+        {
+            "run_id": run_id,
+            "workflow": "zstack-default",
+            "workflow_file": "workflows/zstack_default.toml",
+            "scenario": "mode=p2p",
+            "params": {"mode": "p2p"},
+            "repetition": 1,
+            "plan_index": 0,
+            "backend": "libvirt",
+            "source_uri": "qemu+ssh://root:hunter2@src/system?keyfile=/root/.ssh/id",
+            "destination_uri": "qemu+tcp://dst/system",
+        },
+    )
     rec.set_run(host_versions={"src": {"libvirt": "10.0.0", "qemu": "8.2.2"}}, domain={"name": "mf-guest", "memory_mib": 512})
     rec.add_step({"position": 0, "step": "prepare-domain", "status": "completed", "started_at": t0, "duration_ms": 120.5})
     rec.flush()
     for leg in range(1, legs + 1):
-        rec.add_leg({"leg": leg, "source": "src", "destination": "dst", "mode": "p2p", "flags": ["live", "peer2peer"],
-                     "started_at": dt.datetime.now(dt.timezone.utc), "status": "running"})
-        rec.add_samples([sample_from_stats(leg, 500.0 * i, {"status": "active", "ram": {"transferred": 1000 * i, "remaining": 10 - i, "total": 10, "mbps": 900.5, "dirty-sync-count": 1 + i // 2}}) for i in range(samples)])
+        rec.add_leg(
+            {
+                "leg": leg,
+                "source": "src",
+                "destination": "dst",
+                "mode": "p2p",
+                "flags": ["live", "peer2peer"],
+                "started_at": dt.datetime.now(dt.UTC),
+                "status": "running",
+            }
+        )
+        rec.add_samples(
+            [
+                sample_from_stats(
+                    leg,
+                    500.0 * i,
+                    {"status": "active", "ram": {"transferred": 1000 * i, "remaining": 10 - i, "total": 10, "mbps": 900.5, "dirty-sync-count": 1 + i // 2}},
+                )
+                for i in range(samples)
+            ]
+        )
         rec.add_samples([{"leg": leg, "ms": 750.0, "kind": "iteration", "iteration": 2}])
         rec.add_leg({"leg": leg, "wall_ms": 6600.0 + leg, "status": "completed", "stats": {**SEED, "disk": {"transferred": 0}}})
         rec.flush()
@@ -80,24 +118,30 @@ def counts(results, run_id=None):
 
 # -- round trip ---------------------------------------------------------------
 
+
 def test_round_trip(tmp_path):
     results = tmp_path / "results.duckdb"
-    rec, res = record_run(results)
+    _rec, res = record_run(results)
     assert isinstance(res, IngestResult) and res.ingested, res.message
     assert not list_spools(results), "spool removed after commit"
     assert counts(results) == {"runs": 1, "steps": 2, "migrations": 2, "samples": 12}
     con = open_readonly(results)
     try:
-        run = con.execute("SELECT status, source_uri, params->>'$.mode', host_versions->>'$.src.qemu', domain->>'$.name', "
-                          "pid, hostname IS NOT NULL, ended_at >= started_at, migflow_version FROM runs").fetchone()
+        run = con.execute(
+            "SELECT status, source_uri, params->>'$.mode', host_versions->>'$.src.qemu', domain->>'$.name', "
+            "pid, hostname IS NOT NULL, ended_at >= started_at, migflow_version FROM runs"
+        ).fetchone()
         assert run[0] == "completed"
         assert "hunter2" not in run[1] and "/root/.ssh/id" not in run[1] and run[1].startswith("qemu+ssh://root:")
         assert run[2:5] == ("p2p", "8.2.2", "mf-guest")
         assert run[5] == os.getpid() and run[6] and run[7] and run[8]
-        legs = con.execute("SELECT leg, flags, wall_ms, total_time, ram_mbps, stats->>'$.ram.transferred', "
-                           "stats->>'$.disk.transferred' FROM migrations ORDER BY leg").fetchall()
-        assert legs == [(1, ["live", "peer2peer"], 6601.0, 22004, 507.311245, "1394795636", "0"),
-                        (2, ["live", "peer2peer"], 6602.0, 22004, 507.311245, "1394795636", "0")]
+        legs = con.execute(
+            "SELECT leg, flags, wall_ms, total_time, ram_mbps, stats->>'$.ram.transferred', stats->>'$.disk.transferred' FROM migrations ORDER BY leg"
+        ).fetchall()
+        assert legs == [
+            (1, ["live", "peer2peer"], 6601.0, 22004, 507.311245, "1394795636", "0"),
+            (2, ["live", "peer2peer"], 6602.0, 22004, 507.311245, "1394795636", "0"),
+        ]
         series = con.execute("SELECT ms, kind, transferred, remaining, mbps, iteration FROM samples WHERE leg = 2 ORDER BY ms, kind").fetchall()
         assert series[0] == (0.0, "poll", 0, 10, 900.5, 1)
         assert (750.0, "iteration", None, None, None, 2) in series
@@ -113,22 +157,43 @@ def test_round_trip(tmp_path):
 def test_seed_stats_map_onto_columns(tmp_path):
     results = tmp_path / "results.duckdb"
     rec = RunRecorder(results, {"run_id": "seed"})
-    rec.add_leg({"leg": 1, "mode": "zstack", "status": "completed", "downtime": 31,
-                 "stats": {**SEED, "xbzrle-cache": {"cache-size": 67108864, "cache-miss-rate": 0.25}, "cpu-throttle-percentage": 20, "new-field": 7}})
+    rec.add_leg(
+        {
+            "leg": 1,
+            "mode": "zstack",
+            "status": "completed",
+            "downtime": 31,
+            "stats": {**SEED, "xbzrle-cache": {"cache-size": 67108864, "cache-miss-rate": 0.25}, "cpu-throttle-percentage": 20, "new-field": 7},
+        }
+    )
     assert rec.finish("completed").ingested
     con = open_readonly(results)
     try:
         cur = con.execute("SELECT * FROM migrations")
-        row = dict(zip([d[0] for d in cur.description], cur.fetchone()))
+        row = dict(zip([d[0] for d in cur.description], cur.fetchone(), strict=True))
     finally:
         con.close()
     expected = {
-        "setup_time": 43, "downtime": 31,  # the explicit column wins over stats
-        "total_time": 22004, "ram_total": 8594989056, "ram_postcopy_requests": 0, "ram_dirty_sync_count": 5,
-        "ram_page_size": 4096, "ram_remaining": 0, "ram_mbps": 507.311245, "ram_transferred": 1394795636,
-        "ram_duplicate": 1765164, "ram_dirty_pages_rate": 0, "ram_skipped": 0, "ram_normal_bytes": 1376219136,
-        "ram_normal": 335991, "xbzrle_cache_cache_size": 67108864, "xbzrle_cache_cache_miss_rate": 0.25,
-        "cpu_throttle_percentage": 20, "status": "completed", "expected_downtime": None,
+        "setup_time": 43,
+        "downtime": 31,  # the explicit column wins over stats
+        "total_time": 22004,
+        "ram_total": 8594989056,
+        "ram_postcopy_requests": 0,
+        "ram_dirty_sync_count": 5,
+        "ram_page_size": 4096,
+        "ram_remaining": 0,
+        "ram_mbps": 507.311245,
+        "ram_transferred": 1394795636,
+        "ram_duplicate": 1765164,
+        "ram_dirty_pages_rate": 0,
+        "ram_skipped": 0,
+        "ram_normal_bytes": 1376219136,
+        "ram_normal": 335991,
+        "xbzrle_cache_cache_size": 67108864,
+        "xbzrle_cache_cache_miss_rate": 0.25,
+        "cpu_throttle_percentage": 20,
+        "status": "completed",
+        "expected_downtime": None,
     }
     assert {k: row[k] for k in expected} == expected
     stats = json.loads(row["stats"])
@@ -151,7 +216,7 @@ def test_unknown_column_is_an_error(tmp_path):
 
 def test_timestamps_accept_datetime_and_epoch(tmp_path):
     results = tmp_path / "r.duckdb"
-    when = dt.datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=dt.UTC)
     rec = RunRecorder(results, {"run_id": "t", "started_at": when.timestamp()})
     rec.add_step({"position": 0, "started_at": when})
     rec.add_leg({"leg": 1, "started_at": when.astimezone(dt.timezone(dt.timedelta(hours=2)))})
@@ -217,7 +282,7 @@ def test_locked_database_keeps_the_run_until_ingest(tmp_path, mode):
     holder = hold(results, mode)
     try:
         t = time.monotonic()
-        rec, res = record_run(results, run_id="during", wait_s=0.6)
+        _rec, res = record_run(results, run_id="during", wait_s=0.6)
         assert time.monotonic() - t >= 0.5, "retried for the budget"
         assert not res.ingested
         assert f"locked by PID {holder.pid}" in res.message
@@ -274,6 +339,7 @@ def test_open_readonly_errors(tmp_path):
 
 # -- crashed and live runs ----------------------------------------------------
 
+
 def test_spool_of_a_dead_process_becomes_abandoned(tmp_path):
     results = tmp_path / "results.duckdb"
     code = textwrap.dedent(f"""
@@ -285,7 +351,7 @@ def test_spool_of_a_dead_process_becomes_abandoned(tmp_path):
         print(os.getpid(), flush=True)
         os._exit(9)   # like kill -9: no finish()
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60)
     pid = int(out.stdout.strip())
     assert spool_path(results, "crashed").exists()
     assert pending_runs(results) == [{"run_id": "crashed", "status": "running", "pid": pid, "in_progress": False}]
@@ -314,14 +380,25 @@ def test_run_in_progress_is_left_alone(tmp_path):
 
 # -- redaction ----------------------------------------------------------------
 
-@pytest.mark.parametrize("uri, keeps, drops", [
-    ("qemu+ssh://root:secret@h/system?keyfile=/k&no_verify=1", ["qemu+ssh://root:", "@h/system", "no_verify=1", "keyfile="], ["secret", "/k&"]),
-    ("qemu:///system", ["qemu:///system"], []),
-    ("qemu+tcp://10.0.0.2:16509/system", ["qemu+tcp://10.0.0.2:16509/system"], []),
-    ("qemu+ssh://u@[::1]:2222/system?command=/opt/ssh&socket=/run/s&netcat=/bin/nc&sshauth=privkey&known_hosts=/kh&mode=legacy",
-     ["u@[::1]:2222/system", "mode=legacy", "command="], ["/opt/ssh", "/run/s", "/bin/nc", "privkey", "/kh"]),
-    ("qemu+tls://h/system?pkipath=/etc/pki/x&password=pw&client_secret=s3&apikey=k9&passphrase=pp", ["qemu+tls://h/system?pkipath="], ["/etc/pki/x", "=pw", "s3", "k9", "=pp"]),
-])
+
+@pytest.mark.parametrize(
+    "uri, keeps, drops",
+    [
+        ("qemu+ssh://root:secret@h/system?keyfile=/k&no_verify=1", ["qemu+ssh://root:", "@h/system", "no_verify=1", "keyfile="], ["secret", "/k&"]),
+        ("qemu:///system", ["qemu:///system"], []),
+        ("qemu+tcp://10.0.0.2:16509/system", ["qemu+tcp://10.0.0.2:16509/system"], []),
+        (
+            "qemu+ssh://u@[::1]:2222/system?command=/opt/ssh&socket=/run/s&netcat=/bin/nc&sshauth=privkey&known_hosts=/kh&mode=legacy",
+            ["u@[::1]:2222/system", "mode=legacy", "command="],
+            ["/opt/ssh", "/run/s", "/bin/nc", "privkey", "/kh"],
+        ),
+        (
+            "qemu+tls://h/system?pkipath=/etc/pki/x&password=pw&client_secret=s3&apikey=k9&passphrase=pp",
+            ["qemu+tls://h/system?pkipath="],
+            ["/etc/pki/x", "=pw", "s3", "k9", "=pp"],
+        ),
+    ],
+)
 def test_redact_uri(uri, keeps, drops):
     red = redact_uri(uri)
     for k in keeps:
@@ -334,11 +411,12 @@ def test_redact_uri(uri, keeps, drops):
 
 # -- commands -----------------------------------------------------------------
 
+
 def cli(*args, results=None):
     env = {**os.environ}
     if results is not None:
         env["MIGFLOW_RESULTS"] = str(results)
-    return subprocess.run([sys.executable, "-m", "migflow", *args], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, env=env, timeout=120)
 
 
 @pytest.fixture
@@ -350,11 +428,22 @@ def filled(tmp_path):
     return results
 
 
-@pytest.mark.parametrize("sql", [
-    "DELETE FROM runs", "CREATE TABLE x(a int)", "ATTACH 'other.duckdb' AS o", "COPY runs TO 'out.csv'",
-    "INSERT INTO runs (run_id) VALUES ('x')", "DROP TABLE runs", "UPDATE runs SET status = 'completed'",
-    "SELECT 1; DELETE FROM runs", "INSTALL httpfs", "PRAGMA enable_profiling", "CREATE TEMP TABLE t AS SELECT 1",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM runs",
+        "CREATE TABLE x(a int)",
+        "ATTACH 'other.duckdb' AS o",
+        "COPY runs TO 'out.csv'",
+        "INSERT INTO runs (run_id) VALUES ('x')",
+        "DROP TABLE runs",
+        "UPDATE runs SET status = 'completed'",
+        "SELECT 1; DELETE FROM runs",
+        "INSTALL httpfs",
+        "PRAGMA enable_profiling",
+        "CREATE TEMP TABLE t AS SELECT 1",
+    ],
+)
 def test_query_refuses_writes(filled, sql):
     r = cli("query", sql, results=filled)
     assert r.returncode == 2, r
@@ -386,8 +475,8 @@ def test_runs_lists_and_filters(filled):
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].split()[:5] == ["run_id", "workflow", "scenario", "rep", "status"]
-    assert any(l.startswith("bad-1") and "failed" in l and "operation aborted" in l and "more detail" not in l for l in lines)
-    assert any(l.startswith("ok-1") and "completed" in l for l in lines)
+    assert any(ln.startswith("bad-1") and "failed" in ln and "operation aborted" in ln and "more detail" not in ln for ln in lines)
+    assert any(ln.startswith("ok-1") and "completed" in ln for ln in lines)
     data = json.loads(cli("runs", "--status", "failed", "--json", results=filled).stdout)
     assert [d["run_id"] for d in data] == ["bad-1"] and data[0]["duration_s"] >= 0
     assert len(json.loads(cli("runs", "--limit", "1", "--json", results=filled).stdout)) == 1
@@ -421,6 +510,7 @@ def test_help_teaches():
 
 # -- documentation ------------------------------------------------------------
 
+
 def test_every_column_is_documented():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
     missing = [f"{t}.{c}" for t, spec in TABLES.items() for c, _, _ in spec if not re.search(rf"`{re.escape(c)}`", doc)]
@@ -445,8 +535,8 @@ def test_documented_sql_examples_run(tmp_path):
         outs = [run_sql(con, b.replace("RUN_ID", "ok-1")) for b in blocks]
     finally:
         con.close()
-    assert all(rows for _, _, rows in outs), [b for b, (_, _, rows) in zip(blocks, outs) if not rows]
-    summary = dict(zip(outs[0][0], outs[0][2][0]))
+    assert all(rows for _, _, rows in outs), [b for b, (_, _, rows) in zip(blocks, outs, strict=True) if not rows]
+    summary = dict(zip(outs[0][0], outs[0][2][0], strict=True))
     assert summary["mode"] == "p2p" and summary["legs"] == 4 and summary["total_ms"] == 22004 and summary["mbps"] == 507.3
 
 

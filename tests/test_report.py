@@ -8,14 +8,13 @@ import re
 import subprocess
 import sys
 
-import pytest
-
 import browser
+import pytest
 from resultsdata import TOTAL, build_results
 
 
 def migflow(*args):
-    return subprocess.run([sys.executable, "-m", "migflow", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +38,7 @@ def test_html_is_self_contained(report):
 
 
 def test_report_renders_in_headless_chromium_without_errors(report):
-    check, dom, console = browser.load(report[0])
+    check, _dom, console = browser.load(report[0])
     assert check.get("data-status") == "ok", (check, console)
     assert check.get("data-errors") == ""
     assert console == [], console
@@ -52,7 +51,7 @@ def test_report_renders_in_headless_chromium_without_errors(report):
 
 def test_table_shows_every_scenario_leg_and_the_failure(report):
     html = report[0].read_text()
-    table = html[html.index('<table class="summary"'):html.index("</table>")]
+    table = html[html.index('<table class="summary"') : html.index("</table>")]
     for sc in TOTAL:
         assert table.count(f'data-scenario="{sc}"') == 2  # there and back
     assert "4 / 4" in table and "1 / 1" in table  # completed legs / runs

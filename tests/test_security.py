@@ -16,9 +16,10 @@ import sys
 from pathlib import Path
 
 import duckdb
-import pytest
-
 import fakes
+import pytest
+from test_engine import workflow
+
 from migflow.engine import Engine
 from migflow.hookspecs import hookimpl
 from migflow.plugins import get_plugins
@@ -26,7 +27,6 @@ from migflow.progress import ProgressDisplay
 from migflow.records.values import redact_json, redact_text, redact_uri
 from migflow.registry import BackendSpec, HostPair, ModeSpec
 from migflow.security import transport, transport_warnings
-from test_engine import workflow
 
 SRC = "fake+ssh://root:hunter2@host-a/system?keyfile=/root/.ssh/id_secret&no_verify=1"
 DST = "fake+tls://host-b/system?pkipath=/etc/pki/private-dir"
@@ -130,7 +130,10 @@ def test_redact_uri(uri, expected):
 
 
 def test_redact_text_and_json():
-    assert redact_text("a qemu+ssh://u:pw@h/system?keyfile=/k, then (qemu+tls://h/system).") == "a qemu+ssh://u:***@h/system?keyfile=***, then (qemu+tls://h/system)."
+    assert (
+        redact_text("a qemu+ssh://u:pw@h/system?keyfile=/k, then (qemu+tls://h/system).")
+        == "a qemu+ssh://u:***@h/system?keyfile=***, then (qemu+tls://h/system)."
+    )
     assert redact_text("no uri here: 10:20 a=b") == "no uri here: 10:20 a=b"
     assert redact_json({"k": ["qemu+ssh://u:pw@h/s", 3, None], "pw": "x"}) == {"k": ["qemu+ssh://u:***@h/s", 3, None], "pw": "x"}
 
@@ -156,7 +159,7 @@ def _digest(db: Path) -> str:
 
 def migflow(*args, cwd=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("MIGFLOW_")}
-    return subprocess.run([sys.executable, "-m", "migflow", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
 
 
 WRITES = [
@@ -213,7 +216,7 @@ def test_query_refuses_every_write_and_the_data_stay(results, tmp_path):
         text = proc.stdout + proc.stderr
         assert proc.returncode == 2, (sql, text)
         assert "Traceback" not in text, (sql, text)
-        assert ("refused" in text or "SQL error" in text), (sql, text)
+        assert "refused" in text or "SQL error" in text, (sql, text)
     assert list(out.iterdir()) == []  # no file written by COPY, EXPORT, ATTACH, PRAGMA profiling_output
     assert _digest(results) == before  # not one byte of the database or its WAL changed
     assert _dump(results) == before_rows
@@ -222,8 +225,16 @@ def test_query_refuses_every_write_and_the_data_stay(results, tmp_path):
 
 
 def test_reading_statements_still_work(results):
-    for sql in ["SHOW TABLES", "DESCRIBE migrations", "SUMMARIZE runs", "PRAGMA table_info('runs')", "FROM runs SELECT count(*)",
-                "EXPLAIN SELECT * FROM runs", "SELECT stats->>'$.ram.total' FROM migrations", "VALUES (1)"]:
+    for sql in [
+        "SHOW TABLES",
+        "DESCRIBE migrations",
+        "SUMMARIZE runs",
+        "PRAGMA table_info('runs')",
+        "FROM runs SELECT count(*)",
+        "EXPLAIN SELECT * FROM runs",
+        "SELECT stats->>'$.ram.total' FROM migrations",
+        "VALUES (1)",
+    ]:
         proc = migflow("query", "--results", str(results), sql)
         assert proc.returncode == 0, (sql, proc.stderr)
 
@@ -272,8 +283,8 @@ def test_transport_warnings_in_dry_run(tmp_path, src, dst, mode, flags, expected
         args += ["--src", src, "--dst", dst]
     proc = migflow(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    warnings = [l for l in proc.stderr.splitlines() if l.startswith("migflow: warning:")]
-    found = {w for w in (TCP_WARNING, STREAM_WARNING) if any(w in l for l in warnings)}
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("migflow: warning:")]
+    found = {w for w in (TCP_WARNING, STREAM_WARNING) if any(w in ln for ln in warnings)}
     assert found == expected, proc.stderr
     assert len(warnings) == len(expected)  # one line per risk
     if TCP_WARNING in found:
@@ -293,8 +304,9 @@ def test_dry_run_prints_hosts_redacted(tmp_path):
 
 
 def test_transport_of_uris():
-    assert [transport(u) for u in ["qemu+tcp://h/system", "qemu+tls://h/system", "qemu+ssh://u@h/system", "qemu:///system", "qemu://h/system", "tcp://h", ""]] == [
-        "tcp", "tls", "ssh", "unix", "tls", "tcp", None]
+    assert [
+        transport(u) for u in ["qemu+tcp://h/system", "qemu+tls://h/system", "qemu+ssh://u@h/system", "qemu:///system", "qemu://h/system", "tcp://h", ""]
+    ] == ["tcp", "tls", "ssh", "unix", "tls", "tcp", None]
 
 
 def test_no_stream_warning_when_both_hosts_are_this_machine():

@@ -13,9 +13,8 @@ import sys
 import textwrap
 
 import duckdb
-import pytest
-
 import fakes
+import pytest
 from resultsdata import RAM, TOTAL, build_results
 
 from migflow.engine import Engine
@@ -26,7 +25,6 @@ from migflow.records.views import METRICS, T975, VIEW_NAMES
 from migflow.registry import HostPair
 from migflow.statistics import mean_ci, t_cdf, t_quantile, welch
 from migflow.workflow.model import PlannedRun, Scenario, StepUse, Workflow
-
 
 # -- Student t and Welch -----------------------------------------------------------------
 
@@ -62,8 +60,10 @@ def test_sql_t_table_and_macro_agree_with_python():
         [(sql,)] = con.execute("SELECT t_crit95(?)", [df]).fetchall()
         assert sql == pytest.approx(t_quantile(0.975, df), abs=2e-5), df
     assert con.execute("SELECT t_crit95(0), t_crit95(NULL)").fetchall() == [(None, None)]
-    assert con.execute("SELECT link_rate_mbps('1gbit'), link_rate_mbps('100mbit'), link_rate_mbps('2.5Gbit'), "
-                       "link_rate_mbps('500kbit'), link_rate_mbps('8000bit'), link_rate_mbps('fast')").fetchall() == [(1000.0, 100.0, 2500.0, 0.5, 0.008, None)]
+    assert con.execute(
+        "SELECT link_rate_mbps('1gbit'), link_rate_mbps('100mbit'), link_rate_mbps('2.5Gbit'), "
+        "link_rate_mbps('500kbit'), link_rate_mbps('8000bit'), link_rate_mbps('fast')"
+    ).fetchall() == [(1000.0, 100.0, 2500.0, 0.5, 0.008, None)]
 
 
 def test_welch_against_a_hand_computation():
@@ -127,10 +127,14 @@ def test_scenario_leg_stats_match_hand_written_sql_and_python(db):
         view = con.execute("""SELECT scenario, leg, n, mean, median, stddev, min, max FROM scenario_leg_stats
                               WHERE workflow = 'wf' AND metric = 'total_time' ORDER BY scenario, leg""").fetchall()
         assert len(view) == len(hand) == 6
-        for h, v in zip(hand, view):
+        for h, v in zip(hand, view, strict=True):
             assert h[:3] == v[:3]
             assert v[3:] == pytest.approx(h[3:], nan_ok=True, rel=1e-12) if h[5] is not None else v[5] is None
-        every = {(r["scenario"], r["leg"], m): [] for r in legs for m in ("total_time", "downtime", "guest_pause_ms", "ram_mbps", "ram_transferred", "iterations", "wall_ms")}
+        every = {
+            (r["scenario"], r["leg"], m): []
+            for r in legs
+            for m in ("total_time", "downtime", "guest_pause_ms", "ram_mbps", "ram_transferred", "iterations", "wall_ms")
+        }
         for r in legs:
             for m in ("total_time", "downtime", "guest_pause_ms", "ram_mbps", "ram_transferred", "iterations", "wall_ms"):
                 every[(r["scenario"], r["leg"], m)].append(r[m])
@@ -171,12 +175,14 @@ def test_pooled_stats_failed_legs_excluded_and_derived_measures(db):
         rows = con.execute("""SELECT run_id, leg, direction, link_rate, link_rate_mbps, link_efficiency, guest_ram_bytes, bytes_per_ram_byte,
                                      ram_mbps, ram_transferred FROM legs WHERE status = 'completed' ORDER BY run_id, leg""").fetchall()
         assert len(rows) == len(legs)
-        for run_id, leg, direction, rate, rate_mbps, eff, ram, per_byte, mbps, sent in rows:
+        for _run_id, leg, direction, rate, rate_mbps, eff, ram, per_byte, mbps, sent in rows:
             assert direction == ("there" if leg == 1 else "back")
             assert (rate, rate_mbps) == ("1gbit", 1000.0)
             assert eff == pytest.approx(mbps / 1000.0)
             assert ram == RAM and per_byte == pytest.approx(sent / RAM)
-        [(n_eff, mean_eff)] = con.execute("SELECT n, mean FROM scenario_leg_stats WHERE scenario = 'mode=p2p' AND leg = 1 AND metric = 'link_efficiency'").fetchall()
+        [(n_eff, mean_eff)] = con.execute(
+            "SELECT n, mean FROM scenario_leg_stats WHERE scenario = 'mode=p2p' AND leg = 1 AND metric = 'link_efficiency'"
+        ).fetchall()
         assert n_eff == 4 and mean_eff == pytest.approx(statistics.mean(r["ram_mbps"] / 1000 for r in legs if r["scenario"] == "mode=p2p" and r["leg"] == 1))
     finally:
         con.close()
@@ -214,7 +220,7 @@ def test_a_file_without_views_gets_temp_views_when_read(tmp_path):
 
 
 def migflow(*args):
-    return subprocess.run([sys.executable, "-m", "migflow", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, timeout=120)
 
 
 def compare_json(path, *args):
@@ -242,7 +248,7 @@ def test_compare_with_one_repetition_says_it_cannot_tell(db):
     out = compare_json(path, "mode=p2p", "mode=zstack")
     for row in out["comparisons"]:
         assert row["significant"] is None and row["ci95_low"] is None
-        assert row["verdict"].startswith("cannot tell") and "mode=zstack" not in row["verdict"] or "1 completed leg" in row["verdict"]
+        assert (row["verdict"].startswith("cannot tell") and "mode=zstack" not in row["verdict"]) or "1 completed leg" in row["verdict"]
     text = migflow("compare", "--results", str(path), "mode=p2p", "mode=zstack").stdout
     assert "cannot tell: B has 1 completed leg" in text
     failed = compare_json(path, "mode=p2p", "mode=unmanaged-direct", "--metric", "downtime")
@@ -277,8 +283,10 @@ def test_export_round_trip(db, tmp_path, fmt):
             n_db = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             assert con.execute(f"SELECT count(*) FROM {reader}('{f}')").fetchone()[0] == n_db
         if fmt == "parquet":  # exact, types included
-            diff = con.execute(f"SELECT count(*) FROM (SELECT * EXCLUDE (stats, extra) FROM migrations EXCEPT "
-                               f"SELECT * EXCLUDE (stats, extra) FROM read_parquet('{out}/migrations.parquet'))").fetchone()[0]
+            diff = con.execute(
+                f"SELECT count(*) FROM (SELECT * EXCLUDE (stats, extra) FROM migrations EXCEPT "
+                f"SELECT * EXCLUDE (stats, extra) FROM read_parquet('{out}/migrations.parquet'))"
+            ).fetchone()[0]
             assert diff == 0
             a = con.execute("SELECT run_id, leg, ms, transferred FROM samples ORDER BY ALL").fetchall()
             assert a == con.execute(f"SELECT run_id, leg, ms, transferred FROM read_parquet('{out}/samples.parquet') ORDER BY ALL").fetchall()
@@ -295,8 +303,19 @@ def test_the_run_order_and_seed_are_recorded(tmp_path):
     plugins = get_plugins(extra=(fakes,))
     uses = [StepUse("migrate", {"mode": "fake-mode"}, 0)]
     sc = Scenario("default", {}, uses, {})
-    wf = Workflow(name="t", description="", file="t.toml", backend="fake", source=None, destination=None, domain={},
-                  steps=uses, repetitions=2, order="shuffled", seed=1234)
+    wf = Workflow(
+        name="t",
+        description="",
+        file="t.toml",
+        backend="fake",
+        source=None,
+        destination=None,
+        domain={},
+        steps=uses,
+        repetitions=2,
+        order="shuffled",
+        seed=1234,
+    )
     wf.scenarios = [sc]
     wf.plan = [PlannedRun(i, sc, i + 1) for i in range(2)]
     db = tmp_path / "r.duckdb"
@@ -310,7 +329,8 @@ def test_matrix_of_modes_and_capabilities_rejects_impossible_combinations(tmp_pa
     from migflow.workflow.loader import check_file
 
     wf = tmp_path / "sweep.toml"
-    wf.write_text(textwrap.dedent("""
+    wf.write_text(
+        textwrap.dedent("""
         name = "sweep"
         [domain.create]
         memory_mib = 256
@@ -327,9 +347,10 @@ def test_matrix_of_modes_and_capabilities_rejects_impossible_combinations(tmp_pa
         mode = "${mode}"
         [[steps]]
         use = "restore"
-    """))
+    """)
+    )
     text = wf.read_text().replace('{ "${cap}" = true }', '{ xbzrle = "${xbzrle}", postcopy-ram = "${postcopy}", multifd = "${multifd}" }')
-    text = text.replace('cap = ["xbzrle", "postcopy-ram", "multifd"]', 'xbzrle = [true, false]\npostcopy = [true, false]\nmultifd = [true, false]')
+    text = text.replace('cap = ["xbzrle", "postcopy-ram", "multifd"]', "xbzrle = [true, false]\npostcopy = [true, false]\nmultifd = [true, false]")
     wf.write_text(text)
     _, issues = check_file(wf, get_plugins())
     messages = [str(i) for i in issues]

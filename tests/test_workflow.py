@@ -97,7 +97,12 @@ BROKEN = [
     ("hosts_incomplete.toml", 3, "hosts", "missing required key 'destination'"),
     ("bad_param_name.toml", 6, 'matrix."link rate"', "'link rate' is not a valid name here"),
     ("rejected_combination.toml", 11, "steps[0].flags", "in scenario mode=zstack: zstack cannot be combined with postcopy"),
-    ("bad_exclude.toml", 6, "matrix.exclude[0].mode", "'p2pp' is not a value of 'mode', so this rule excludes nothing (did you mean 'p2p'? values: 'p2p', 'zstack')"),
+    (
+        "bad_exclude.toml",
+        6,
+        "matrix.exclude[0].mode",
+        "'p2pp' is not a value of 'mode', so this rule excludes nothing (did you mean 'p2p'? values: 'p2p', 'zstack')",
+    ),
     ("no_domain_choice.toml", 2, "domain", "expected one of name, uuid or create; got none of them"),
     ("missing_name.toml", None, "(top level)", "missing required key 'name'"),
     ("list_param_inside_string.toml", 10, "steps[0].note", "parameter 'flags' is a list: it can only be used as a whole value"),
@@ -159,8 +164,9 @@ def test_plan_size_is_bounded_before_expansion(plugins):
     assert [(i.line, i.path) for i in issues] == [(5, "matrix")] and "10,000,000 scenarios" in issues[0].message
     _, issues = check_text('name = "x"\ndomain.name = "vm"\n[[steps]]\nuse = "prepare"\n', "wf.toml", plugins, repetitions=1000)
     assert issues == []
-    _, issues = check_text('name = "x"\ndomain.name = "vm"\nmatrix.a = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n'
-                           '[[steps]]\nuse = "prepare"\n', "wf.toml", plugins, repetitions=1000)
+    _, issues = check_text(
+        'name = "x"\ndomain.name = "vm"\nmatrix.a = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]\n[[steps]]\nuse = "prepare"\n', "wf.toml", plugins, repetitions=1000
+    )
     assert issues == []  # 11 000 runs: fine
     many = ", ".join(map(str, range(101)))
     _, issues = check_text(f'name = "x"\ndomain.name = "vm"\nmatrix.a = [{many}]\n[[steps]]\nuse = "prepare"\n', "wf.toml", plugins, repetitions=1000)
@@ -233,9 +239,7 @@ def test_good_matrix_scenarios_and_interleaved_plan(plugins):
     assert wf.matrix == {"mode": ["p2p", "managed-direct"], "bandwidth": ["1gbit", "100mbit"], "memory": [256]}
     assert (wf.repetitions, wf.round_trip, wf.order, wf.backend) == (2, True, "interleaved", "libvirt")
     assert (wf.source, wf.destination) == ("qemu+tcp://198.18.0.1/system", "qemu+tcp://198.18.0.2/system")
-    assert [(r.index, r.scenario.label, r.repetition) for r in wf.plan] == [
-        (i, labels[i % 4], 1 + i // 4) for i in range(8)
-    ]
+    assert [(r.index, r.scenario.label, r.repetition) for r in wf.plan] == [(i, labels[i % 4], 1 + i // 4) for i in range(8)]
     # typed substitution: a whole "${memory}" becomes the integer; interpolation and $${ escape in strings
     zstack = wf.scenarios[3]
     assert zstack.domain["create"]["memory_mib"] == 512
@@ -252,10 +256,14 @@ def test_sequential_and_shuffled_plans(plugins, tmp_path):
     (tmp_path / "seq.toml").write_text(text)
     wf = load_workflow(tmp_path / "seq.toml", plugins)
     assert [(r.scenario.label.split(",")[0], r.repetition) for r in wf.plan] == [
-        ("mode=p2p", 1), ("mode=p2p", 2),
-        ("mode=managed-direct", 1), ("mode=managed-direct", 2),
-        ("mode=managed-direct", 1), ("mode=managed-direct", 2),
-        ("mode=zstack", 1), ("mode=zstack", 2),
+        ("mode=p2p", 1),
+        ("mode=p2p", 2),
+        ("mode=managed-direct", 1),
+        ("mode=managed-direct", 2),
+        ("mode=managed-direct", 1),
+        ("mode=managed-direct", 2),
+        ("mode=zstack", 1),
+        ("mode=zstack", 2),
     ]
     assert wf.seed is None
 
@@ -478,7 +486,7 @@ def test_composed_schema_checks_step_options(plugins):
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "migflow", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
 def test_cli_broken_files_exit_2_without_traceback(tmp_path):
@@ -525,7 +533,7 @@ def test_cli_ok_with_a_plugin(tmp_path):
         """
     )
     env = {**__import__("os").environ, "MIGFLOW_DISABLE_PLUGINS": "steps,libvirt,lab", "MIGFLOW_LOAD_PLUGINS": ""}
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip() == f"OK {DATA / 'good_matrix.toml'} (4 scenarios, 8 runs)"
 

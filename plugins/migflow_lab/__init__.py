@@ -11,13 +11,13 @@ from __future__ import annotations
 from migflow.hookspecs import hookimpl
 
 __all__ = [
-    "migflow_register_commands",
     "migflow_default_hosts",
-    "migflow_prepare_hosts",
-    "migflow_register_steps",
     "migflow_guest_image",
-    "migflow_leg_started",
     "migflow_leg_finished",
+    "migflow_leg_started",
+    "migflow_prepare_hosts",
+    "migflow_register_commands",
+    "migflow_register_steps",
     "migflow_run_finished",
 ]
 

@@ -18,17 +18,29 @@ from pathlib import Path
 from migflow.errors import PrerequisiteError, UsageError
 from migflow.registry import GuestImage
 
-__all__ = ["WORKLOAD_SCHEMA", "DEFAULTS", "build_kernel", "cache_dir", "cmdline", "guest_image", "normalize"]
+__all__ = ["DEFAULTS", "WORKLOAD_SCHEMA", "build_kernel", "cache_dir", "cmdline", "guest_image", "normalize"]
 
 SOURCE_DIR = Path(__file__).with_name("guest")
 SOURCES = ("boot.S", "kernel.c")
 LINKER_SCRIPT = "kernel.ld"
 
 CFLAGS = (
-    "-m32", "-march=i686", "-O2", "-ffreestanding", "-fno-pic", "-fno-pie", "-no-pie",
-    "-fno-stack-protector", "-fno-asynchronous-unwind-tables", "-fno-builtin",
-    "-nostdlib", "-static", "-Wall",
-    "-Wl,-n", "-Wl,--build-id=none", "-Wl,--no-warn-rwx-segments",
+    "-m32",
+    "-march=i686",
+    "-O2",
+    "-ffreestanding",
+    "-fno-pic",
+    "-fno-pie",
+    "-no-pie",
+    "-fno-stack-protector",
+    "-fno-asynchronous-unwind-tables",
+    "-fno-builtin",
+    "-nostdlib",
+    "-static",
+    "-Wall",
+    "-Wl,-n",
+    "-Wl,--build-id=none",
+    "-Wl,--no-warn-rwx-segments",
 )
 
 GCC_HINT = "apt-get install gcc binutils (gcc must accept -m32; on non-x86 hosts install gcc-i686-linux-gnu)"
@@ -49,8 +61,7 @@ WORKLOAD_SCHEMA: dict = {
     "additionalProperties": False,
     "properties": {
         "working_set_mib": {
-            "description": "Memory the guest keeps dirtying, in MiB.  Clamped by the guest "
-            "to its RAM minus 2 MiB (and reported on serial).",
+            "description": "Memory the guest keeps dirtying, in MiB.  Clamped by the guest to its RAM minus 2 MiB (and reported on serial).",
             "type": "integer",
             "minimum": 1,
             "maximum": 65536,
@@ -58,7 +69,7 @@ WORKLOAD_SCHEMA: dict = {
         },
         "dirty_rate_mibs": {
             "description": "Target dirty rate in MiB/s (4 KiB pages dirtied per second x 4096 / 2^20). "
-            "0 or \"unbounded\" dirties as fast as the vCPU can, which a 1 Gbit/s migration "
+            '0 or "unbounded" dirties as fast as the vCPU can, which a 1 Gbit/s migration '
             "never converges on.",
             "oneOf": [
                 {"type": "number", "minimum": 0, "maximum": 1000000},
@@ -90,9 +101,7 @@ def normalize(workload: dict | None) -> dict:
     import jsonschema
 
     data = dict(workload or {})
-    errors = sorted(
-        jsonschema.Draft202012Validator(WORKLOAD_SCHEMA).iter_errors(data), key=lambda e: list(e.path)
-    )
+    errors = sorted(jsonschema.Draft202012Validator(WORKLOAD_SCHEMA).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         msgs = "; ".join(f"{'.'.join(map(str, e.path)) or 'workload'}: {e.message}" for e in errors)
         raise UsageError(f"invalid guest workload: {msgs}")
@@ -114,10 +123,7 @@ def cmdline(workload: dict | None = None) -> str:
     """
     w = normalize(workload)
     pattern = "seq" if w["pattern"] == "sequential" else "random"
-    return (
-        f"ws={int(w['working_set_mib'])} rate={_rate_text(w['dirty_rate_mibs'])} "
-        f"pattern={pattern} hb_us={int(w['heartbeat_us'])}"
-    )
+    return f"ws={int(w['working_set_mib'])} rate={_rate_text(w['dirty_rate_mibs'])} pattern={pattern} hb_us={int(w['heartbeat_us'])}"
 
 
 def cache_dir() -> Path:
@@ -144,7 +150,7 @@ def _key(gcc: str) -> str:
         h.update(name.encode() + b"\0" + (SOURCE_DIR / name).read_bytes() + b"\0")
     h.update(" ".join(CFLAGS).encode())
     try:
-        version = subprocess.run([gcc, "--version"], capture_output=True, text=True, timeout=30).stdout
+        version = subprocess.run([gcc, "--version"], check=False, capture_output=True, text=True, timeout=30).stdout
     except OSError as e:
         raise PrerequisiteError(f"cannot run {gcc}: {e}", hint=GCC_HINT) from None
     h.update(version.encode())
@@ -169,19 +175,15 @@ def build_kernel(force: bool = False) -> Path:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise PrerequisiteError(f"cannot create the cache directory {out_dir}: {e}",
-                                hint="set MIGFLOW_CACHE_DIR to a writable directory") from None
+        raise PrerequisiteError(f"cannot create the cache directory {out_dir}: {e}", hint="set MIGFLOW_CACHE_DIR to a writable directory") from None
     fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".elf", dir=out_dir)
     os.close(fd)
-    cmd = [gcc, *CFLAGS, "-T", str(SOURCE_DIR / LINKER_SCRIPT),
-           *(str(SOURCE_DIR / s) for s in SOURCES), "-o", tmp]
+    cmd = [gcc, *CFLAGS, "-T", str(SOURCE_DIR / LINKER_SCRIPT), *(str(SOURCE_DIR / s) for s in SOURCES), "-o", tmp]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
-            raise PrerequisiteError(
-                f"gcc could not build the 32-bit guest kernel (exit {proc.returncode}):\n{tail}", hint=GCC_HINT
-            )
+            raise PrerequisiteError(f"gcc could not build the 32-bit guest kernel (exit {proc.returncode}):\n{tail}", hint=GCC_HINT)
         _check_multiboot(Path(tmp))
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)

@@ -64,16 +64,15 @@ class HeartbeatMonitor:
         (8 bytes per read that carried heartbeats: about 29 MB per hour at 1 kHz).
     """
 
-    def __init__(self, path: str | os.PathLike, period_us: int = 1000, *, poll_s: float = 0.0005,
-                 history_s: float = 3600.0):
+    def __init__(self, path: str | os.PathLike, period_us: int = 1000, *, poll_s: float = 0.0005, history_s: float = 3600.0):
         self.path = os.fspath(path)
         self.period_us = period_us
         self.poll_s = poll_s
         self.history_s = history_s
-        self.boot: dict | None = None          #: parsed boot line (``kind == "migflow-guest"``)
-        self.status: dict | None = None        #: latest parsed ``#rate=...`` line
+        self.boot: dict | None = None  #: parsed boot line (``kind == "migflow-guest"``)
+        self.status: dict | None = None  #: latest parsed ``#rate=...`` line
         self.lines: deque[str] = deque(maxlen=200)  #: recent status lines, raw
-        self.truncations = 0                   #: times the file shrank (a writer without append)
+        self.truncations = 0  #: times the file shrank (a writer without append)
         self.bytes_read = 0
         self._count = 0
         self._times = array("d")
@@ -86,7 +85,7 @@ class HeartbeatMonitor:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def start(self) -> "HeartbeatMonitor":
+    def start(self) -> HeartbeatMonitor:
         """Start the tailing thread (idempotent); returns self."""
         if self._thread is None:
             self._stop.clear()
@@ -101,7 +100,7 @@ class HeartbeatMonitor:
             self._thread.join()
             self._thread = None
 
-    def __enter__(self) -> "HeartbeatMonitor":
+    def __enter__(self) -> HeartbeatMonitor:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -150,7 +149,7 @@ class HeartbeatMonitor:
             lo = 0 if t0 is None else bisect_left(times, t0)
             hi = bisect_right(times, t1)
             k0, k1 = max(lo, 1), min(hi, len(times) - 1)
-            best = max(map(sub, times[k0:k1 + 1], times[k0 - 1:k1]), default=0.0) if k1 >= k0 else 0.0
+            best = max(map(sub, times[k0 : k1 + 1], times[k0 - 1 : k1]), default=0.0) if k1 >= k0 else 0.0
             if hi == len(times) and hi > 0:
                 best = max(best, min(t1, now) - times[-1])
         return best * 1000.0

@@ -30,10 +30,10 @@ import socket
 import subprocess
 import threading
 import time
-from contextlib import contextmanager
 import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 from migflow.errors import HostError, PrerequisiteError
@@ -42,24 +42,24 @@ from migflow.registry import HostPair
 from . import shaping
 
 __all__ = [
+    "BRIDGE",
+    "BRIDGE_ADDRESS",
     "LAB_HOSTS",
     "LAB_ROOT",
     "STATE_FILE",
-    "BRIDGE",
-    "BRIDGE_ADDRESS",
-    "lab_host_pair",
-    "is_lab_uri",
-    "is_up",
-    "up",
-    "down",
-    "status",
-    "shape",
-    "host_exec",
-    "host_argv",
-    "libvirtd_pid",
-    "qemu_pids",
     "accel",
     "check_prerequisites",
+    "down",
+    "host_argv",
+    "host_exec",
+    "is_lab_uri",
+    "is_up",
+    "lab_host_pair",
+    "libvirtd_pid",
+    "qemu_pids",
+    "shape",
+    "status",
+    "up",
 ]
 
 LAB_ROOT = Path(os.environ.get("MIGFLOW_LAB_ROOT", "/var/lib/migflow-lab"))
@@ -141,7 +141,7 @@ def _run(argv: list[str], *, check: bool = True, what: str | None = None, **kw) 
     kw.setdefault("text", True)
     kw.setdefault("timeout", 60)
     try:
-        proc = subprocess.run(argv, **kw)
+        proc = subprocess.run(argv, check=False, **kw)
     except FileNotFoundError as exc:
         raise PrerequisiteError(f"command not found: {argv[0]}", hint=INSTALL_HINT) from exc
     except subprocess.TimeoutExpired as exc:
@@ -305,7 +305,7 @@ def _write_state(state: dict) -> None:
 
 
 def _empty_link() -> dict:
-    return {k: None for k in shaping.LINK_KEYS}
+    return dict.fromkeys(shaping.LINK_KEYS)
 
 
 # -- acceleration and prerequisites -------------------------------------------------------------
@@ -336,13 +336,17 @@ def _which(cmd: str) -> str | None:
 def check_prerequisites() -> None:
     """Raise one :class:`~migflow.errors.PrerequisiteError` naming everything the machine lacks."""
     if os.geteuid() != 0:
-        raise PrerequisiteError("the lab needs root (it creates network namespaces, a bridge and libvirt daemons)", hint="run as root, e.g. sudo migflow lab up")
+        raise PrerequisiteError(
+            "the lab needs root (it creates network namespaces, a bridge and libvirt daemons)", hint="run as root, e.g. sudo migflow lab up"
+        )
     missing = []
     cmds = [c for c in _COMMANDS if not _which(c)]
     if cmds:
         pkgs = sorted({_COMMANDS[c] for c in cmds})
         missing.append(f"commands {', '.join(cmds)} (Debian packages {', '.join(pkgs)})")
-    elif not glob.glob("/usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so") and not glob.glob("/usr/lib*/libvirt/connection-driver/libvirt_driver_qemu.so"):
+    elif not glob.glob("/usr/lib/*/libvirt/connection-driver/libvirt_driver_qemu.so") and not glob.glob(
+        "/usr/lib*/libvirt/connection-driver/libvirt_driver_qemu.so"
+    ):
         missing.append("libvirt's QEMU driver (Debian package libvirt-daemon-driver-qemu)")
     import grp
     import pwd
@@ -370,17 +374,20 @@ def _check_addresses() -> None:
     for line in proc.stdout.splitlines():
         dev = line.split()[1]
         if dev != BRIDGE:
-            raise HostError(f"198.18.0.0/{PREFIX_LEN} is already used on this machine by {dev}", hint="the lab needs that subnet for itself; remove the address or the device")
+            raise HostError(
+                f"198.18.0.0/{PREFIX_LEN} is already used on this machine by {dev}",
+                hint="the lab needs that subnet for itself; remove the address or the device",
+            )
 
 
 # -- configuration -------------------------------------------------------------------------------
 
 
 def _libvirtd_conf(h: dict) -> str:
-    return f"""# written by migflow lab: host {h['name']}
+    return f"""# written by migflow lab: host {h["name"]}
 listen_tls = 0
 listen_tcp = 1
-listen_addr = "{h['address']}"
+listen_addr = "{h["address"]}"
 auth_tcp = "none"
 auth_unix_ro = "none"
 auth_unix_rw = "none"
@@ -390,15 +397,15 @@ log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
 
 
 def _qemu_conf(h: dict) -> str:
-    return f"""# written by migflow lab: host {h['name']}
+    return f"""# written by migflow lab: host {h["name"]}
 user = "root"
 group = "root"
 security_driver = "none"
 # QEMU's stdout/stderr go to plain files: no virtlogd needed
 stdio_handler = "file"
 # the destination tells the source this address (not its hostname) to migrate to
-migration_host = "{h['address']}"
-migration_address = "{h['address']}"
+migration_host = "{h["address"]}"
+migration_address = "{h["address"]}"
 # no per-domain /dev namespace: simpler inside the lab's own mount namespace
 namespaces = [ ]
 remember_owner = 0
@@ -461,7 +468,12 @@ def _start_daemon(h: dict, state: dict, echo: Echo) -> None:
     with open(base / "log" / "startup.log", "ab") as log:
         proc = subprocess.run(
             ["ip", "netns", "exec", ns, "unshare", "-m", "--propagation", "private", "sh", "-c", script],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, timeout=60,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            timeout=60,
         )
     if proc.returncode != 0:
         raise HostError(f"libvirtd of {ns} did not start (exit status {proc.returncode})", hint=_log_hint(ns))
@@ -830,4 +842,4 @@ def host_argv(host_name: str, argv: list[str]) -> list[str]:
 def host_exec(host_name: str, argv: list[str], **subprocess_kwargs) -> subprocess.CompletedProcess:
     """Run ``argv`` inside a lab host's network and mount namespaces; returns
     :class:`subprocess.CompletedProcess` (keyword arguments go to :func:`subprocess.run`)."""
-    return subprocess.run(host_argv(host_name, argv), **subprocess_kwargs)
+    return subprocess.run(host_argv(host_name, argv), check=False, **subprocess_kwargs)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["leg_started", "leg_finished", "run_finished"]
+__all__ = ["leg_finished", "leg_started", "run_finished"]
 
 #: after a leg, wait this long at most for the guest's heartbeat to resume
 RESUME_WAIT_S = 2.0

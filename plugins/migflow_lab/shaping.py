@@ -14,7 +14,7 @@ import re
 
 from migflow.errors import UsageError
 
-__all__ = ["RATE_PATTERN", "parse_rate", "normalize", "tc_commands", "LINK_KEYS", "options_schema"]
+__all__ = ["LINK_KEYS", "RATE_PATTERN", "normalize", "options_schema", "parse_rate", "tc_commands"]
 
 #: a tc rate in bits per second: ``500kbit``, ``100mbit``, ``1gbit``, ``2.5gbit``, ``1000000bit``.
 RATE_PATTERN = r"^[0-9]+(\.[0-9]+)?[kKmMgGtT]?bit$"

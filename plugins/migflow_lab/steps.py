@@ -7,7 +7,7 @@ from migflow.registry import StepSpec
 
 from . import shaping
 
-__all__ = ["shape_link_step", "run_shape_link"]
+__all__ = ["run_shape_link", "shape_link_step"]
 
 
 def run_shape_link(ctx, options: dict) -> dict:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from migflow.hookspecs import hookimpl
 from migflow.registry import BackendSpec, ModeSpec
 
-__all__ = ["migflow_register_backends", "migflow_register_modes", "MODES"]
+__all__ = ["MODES", "migflow_register_backends", "migflow_register_modes"]
 
 _TUNNEL_LIMITS = {
     "postcopy": "libvirt cannot tunnel post-copy migration through libvirtd",
@@ -31,9 +31,26 @@ _TUNNEL_LIMITS = {
 MODES = (
     ModeSpec("managed-direct", "libvirt", ("live",), description="the client drives both hosts (plain `virsh migrate DOM URI`)"),
     ModeSpec("p2p", "libvirt", ("live", "peer2peer"), description="the source libvirtd drives the migration (`--p2p`)"),
-    ModeSpec("p2p-tunnelled", "libvirt", ("live", "peer2peer", "tunnelled"), incompatible=_TUNNEL_LIMITS, description="p2p with the data tunnelled through libvirtd (`--p2p --tunnelled`)"),
-    ModeSpec("unmanaged-direct", "libvirt", ("live", "direct"), destination="migrate-uri", description="hypervisor-managed direct migration (`--direct tcp://HOST`); QEMU does not support it"),
-    ModeSpec("zstack", "libvirt", ("live", "peer2peer", "undefinesource", "persistent"), description="ZStack's default (`--live --p2p --undefinesource --persistent`)"),
+    ModeSpec(
+        "p2p-tunnelled",
+        "libvirt",
+        ("live", "peer2peer", "tunnelled"),
+        incompatible=_TUNNEL_LIMITS,
+        description="p2p with the data tunnelled through libvirtd (`--p2p --tunnelled`)",
+    ),
+    ModeSpec(
+        "unmanaged-direct",
+        "libvirt",
+        ("live", "direct"),
+        destination="migrate-uri",
+        description="hypervisor-managed direct migration (`--direct tcp://HOST`); QEMU does not support it",
+    ),
+    ModeSpec(
+        "zstack",
+        "libvirt",
+        ("live", "peer2peer", "undefinesource", "persistent"),
+        description="ZStack's default (`--live --p2p --undefinesource --persistent`)",
+    ),
 )
 
 

@@ -26,7 +26,7 @@ from .domain_xml import METADATA_NS, domain_xml
 from .events import ensure_event_loop
 from .stats import to_qmp
 
-__all__ = ["LibvirtBackend", "FLAG_BITS", "SERIAL_DIR"]
+__all__ = ["FLAG_BITS", "SERIAL_DIR", "LibvirtBackend"]
 
 FLAG_BITS = {
     "live": libvirt.VIR_MIGRATE_LIVE,
@@ -230,7 +230,9 @@ class LibvirtBackend(Backend):
         workload = dict(create.get("workload") or {})
         image = ctx.hook.migflow_guest_image(workload=workload)
         if image is None:
-            raise StepError("no plugin provides a guest image for [domain.create]", hint="the built-in lab plugin does; is it disabled (MIGFLOW_DISABLE_PLUGINS)?")
+            raise StepError(
+                "no plugin provides a guest image for [domain.create]", hint="the built-in lab plugin does; is it disabled (MIGFLOW_DISABLE_PLUGINS)?"
+            )
         name = create.get("name") or "migflow-guest"
         for uri in (self.source_uri, self.destination_uri):
             self._remove_leftover(self.conn(uri), name)
@@ -254,7 +256,16 @@ class LibvirtBackend(Backend):
             serial_path=serial_path,
             run_id=ctx.run_id,
         )
-        original = {"uuid": uuid, "name": name, "created": True, "host": "source", "state": "running", "persistent": False, "serial_path": serial_path, "virt_type": virt_type}
+        original = {
+            "uuid": uuid,
+            "name": name,
+            "created": True,
+            "host": "source",
+            "state": "running",
+            "persistent": False,
+            "serial_path": serial_path,
+            "virt_type": virt_type,
+        }
         ctx.state["domain"] = original
         ctx.state["original"] = dict(original)
         try:
@@ -277,7 +288,7 @@ class LibvirtBackend(Backend):
                 return  # it went away meanwhile (the incoming side of a failed migration being torn down)
             raise StepError(
                 f"a domain named {name!r} already exists on {_redact(conn.getURI())} and was not created by migflow",
-                hint="choose another name in [domain.create] name = \"...\"",
+                hint='choose another name in [domain.create] name = "..."',
             ) from None
         self._remove(dom, "leftover")
 
@@ -482,7 +493,11 @@ class LibvirtBackend(Backend):
 
     def _libvirt_in_force(self, dom) -> dict:
         out = {}
-        for key, getter in (("downtime-limit", lambda: dom.migrateGetMaxDowntime(0)), ("max-bandwidth-mibs", lambda: dom.migrateGetMaxSpeed(0)), ("xbzrle-cache-size", lambda: dom.migrateGetCompressionCache(0))):
+        for key, getter in (
+            ("downtime-limit", lambda: dom.migrateGetMaxDowntime(0)),
+            ("max-bandwidth-mibs", lambda: dom.migrateGetMaxSpeed(0)),
+            ("xbzrle-cache-size", lambda: dom.migrateGetCompressionCache(0)),
+        ):
             try:
                 out[key] = getter()
             except libvirt.libvirtError:
@@ -506,8 +521,7 @@ class LibvirtBackend(Backend):
         if unreachable and not found:
             end["unreachable"] = unreachable
             raise StepError(
-                f"could not find domain {d['name']!r} ({d['uuid']}): "
-                + "; ".join(f"{role} host unreachable: {err}" for role, err in unreachable.items()),
+                f"could not find domain {d['name']!r} ({d['uuid']}): " + "; ".join(f"{role} host unreachable: {err}" for role, err in unreachable.items()),
                 hint="when the hosts are back: migflow recover, or check with virsh -c URI list --all",
             )
         if d.get("created") and not options.get("keep_created"):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
-__all__ = ["domain_xml", "METADATA_NS"]
+__all__ = ["METADATA_NS", "domain_xml"]
 
 METADATA_NS = "https://migflow.dev/xmlns/domain/1"
 
 
-def domain_xml(*, name: str, uuid: str, memory_mib: int, vcpus: int, virt_type: str, emulator: str | None,
-               kernel: str, cmdline: str, serial_path: str | None, run_id: str) -> str:
+def domain_xml(
+    *, name: str, uuid: str, memory_mib: int, vcpus: int, virt_type: str, emulator: str | None, kernel: str, cmdline: str, serial_path: str | None, run_id: str
+) -> str:
     serial = (
         f"<serial type='file'><source path={quoteattr(serial_path)} append='on'/><target port='0'/></serial>"
         if serial_path

@@ -7,7 +7,7 @@ the mapping lives here (see docs/results.md).
 
 from __future__ import annotations
 
-__all__ = ["to_qmp", "JOB_STATUS"]
+__all__ = ["JOB_STATUS", "to_qmp"]
 
 JOB_STATUS = {0: "none", 1: "active", 2: "active", 3: "completed", 4: "failed", 5: "cancelled"}
 

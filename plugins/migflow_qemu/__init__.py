@@ -25,7 +25,7 @@ from __future__ import annotations
 from migflow.hookspecs import hookimpl
 from migflow.registry import BackendSpec, ModeSpec
 
-__all__ = ["migflow_register_backends", "migflow_register_modes", "migflow_prepare_hosts", "migflow_validate_scenario", "MODES"]
+__all__ = ["MODES", "migflow_prepare_hosts", "migflow_register_backends", "migflow_register_modes", "migflow_validate_scenario"]
 
 
 def _unsupported() -> dict:
@@ -36,7 +36,13 @@ def _unsupported() -> dict:
 
 MODES = (
     ModeSpec("qmp-tcp", "qemu", ("live",), incompatible=_unsupported(), description="QMP migrate to tcp:DEST:PORT, pre-copy over one connection (no libvirt)"),
-    ModeSpec("qmp-multifd", "qemu", ("live", "parallel"), incompatible=_unsupported(), description="QMP migrate with the multifd capability on both sides (multifd-channels connections)"),
+    ModeSpec(
+        "qmp-multifd",
+        "qemu",
+        ("live", "parallel"),
+        incompatible=_unsupported(),
+        description="QMP migrate with the multifd capability on both sides (multifd-channels connections)",
+    ),
 )
 
 
@@ -48,7 +54,14 @@ def _factory(source_uri: str, destination_uri: str):
 
 @hookimpl
 def migflow_register_backends(register):
-    register(BackendSpec("qemu", _factory, description="QEMU processes started by migflow and driven over QMP (no libvirt): qemu+lab://HOST, qemu+local://ADDRESS", default_mode="qmp-tcp"))
+    register(
+        BackendSpec(
+            "qemu",
+            _factory,
+            description="QEMU processes started by migflow and driven over QMP (no libvirt): qemu+lab://HOST, qemu+local://ADDRESS",
+            default_mode="qmp-tcp",
+        )
+    )
 
 
 @hookimpl

@@ -36,7 +36,7 @@ from .hosts import QemuHost, resolve
 from .process import QemuProcess
 from .qmp import QMPConnectionError, QMPError
 
-__all__ = ["QemuBackend", "FLAG_CAPABILITIES", "UNSUPPORTED_FLAGS", "LIBVIRT_MAX_BANDWIDTH", "SERIAL_DIR", "RUN_DIR", "accel"]
+__all__ = ["FLAG_CAPABILITIES", "LIBVIRT_MAX_BANDWIDTH", "RUN_DIR", "SERIAL_DIR", "UNSUPPORTED_FLAGS", "QemuBackend", "accel"]
 
 QEMU = os.environ.get("MIGFLOW_QEMU_BINARY", "qemu-system-x86_64")
 #: where guests write their heartbeat (the same folder as the libvirt backend's)
@@ -130,7 +130,7 @@ class QemuBackend(Backend):
                     q = v["qemu"]
                     entry.update(hypervisor_version=f"{q['major']}.{q['minor']}.{q['micro']}", qemu_package=v.get("package"), version_from="query-version")
                 else:
-                    out = subprocess.run(host.argv([QEMU, "--version"]), capture_output=True, text=True, timeout=30).stdout
+                    out = subprocess.run(host.argv([QEMU, "--version"]), check=False, capture_output=True, text=True, timeout=30).stdout
                     m = re.search(r"version (\d+\.\d+\.\d+)(?: \((.*)\))?", out)
                     if m:
                         entry.update(hypervisor_version=m.group(1), qemu_package=m.group(2), version_from=f"{QEMU} --version")
@@ -153,11 +153,29 @@ class QemuBackend(Backend):
         qmp_path = os.path.join(self.run_dir, f"{n}.qmp")
         log_path = os.path.join(self.run_dir, f"{n}-{host.name}.log")
         argv = [
-            QEMU, "-name", d["name"], "-uuid", d["uuid"],
-            "-M", "pc", "-accel", d["accel"], "-m", str(d["memory_mib"]), "-smp", str(d["vcpus"]),
-            "-kernel", d["kernel"], "-append", d["cmdline"],
-            "-qmp", f"unix:{qmp_path},server=on,wait=off",
-            "-display", "none", "-nodefaults", "-no-user-config",
+            QEMU,
+            "-name",
+            d["name"],
+            "-uuid",
+            d["uuid"],
+            "-M",
+            "pc",
+            "-accel",
+            d["accel"],
+            "-m",
+            str(d["memory_mib"]),
+            "-smp",
+            str(d["vcpus"]),
+            "-kernel",
+            d["kernel"],
+            "-append",
+            d["cmdline"],
+            "-qmp",
+            f"unix:{qmp_path},server=on,wait=off",
+            "-display",
+            "none",
+            "-nodefaults",
+            "-no-user-config",
         ]
         if d.get("serial_path"):
             argv += ["-chardev", f"file,append=on,id=s0,path={d['serial_path']}", "-serial", "chardev:s0"]
@@ -170,13 +188,18 @@ class QemuBackend(Backend):
     # -- steps ----------------------------------------------------------------------
     def prepare_domain(self, ctx, domain: dict, options: dict) -> dict:
         if "create" not in domain:
-            raise StepError("the qemu backend starts its own guest: describe it in [domain.create]", hint="[domain] name/uuid name libvirt domains; use backend = \"libvirt\" for those")
+            raise StepError(
+                "the qemu backend starts its own guest: describe it in [domain.create]",
+                hint='[domain] name/uuid name libvirt domains; use backend = "libvirt" for those',
+            )
         create = domain["create"]
         timeout = options.get("wait_timeout_s", 60)
         workload = dict(create.get("workload") or {})
         image = ctx.hook.migflow_guest_image(workload=workload)
         if image is None:
-            raise StepError("no plugin provides a guest image for [domain.create]", hint="the built-in lab plugin does; is it disabled (MIGFLOW_DISABLE_PLUGINS)?")
+            raise StepError(
+                "no plugin provides a guest image for [domain.create]", hint="the built-in lab plugin does; is it disabled (MIGFLOW_DISABLE_PLUGINS)?"
+            )
         name = create.get("name") or "migflow-guest"
         if "," in name:
             raise StepError(f"domain name {name!r}: QEMU's -name cannot contain a comma")
@@ -186,10 +209,19 @@ class QemuBackend(Backend):
             os.makedirs(SERIAL_DIR, exist_ok=True)
             serial_path = os.path.join(SERIAL_DIR, f"{uid}.log")
         d = {
-            "uuid": uid, "name": name, "created": True, "host": "source", "state": "running", "persistent": False,
-            "serial_path": serial_path, "virt_type": accel(), "accel": accel(),
-            "memory_mib": create.get("memory_mib", 256), "vcpus": create.get("vcpus", 1),
-            "kernel": image.kernel, "cmdline": image.cmdline,
+            "uuid": uid,
+            "name": name,
+            "created": True,
+            "host": "source",
+            "state": "running",
+            "persistent": False,
+            "serial_path": serial_path,
+            "virt_type": accel(),
+            "accel": accel(),
+            "memory_mib": create.get("memory_mib", 256),
+            "vcpus": create.get("vcpus", 1),
+            "kernel": image.kernel,
+            "cmdline": image.cmdline,
         }
         ctx.state["domain"] = d
         ctx.state["original"] = dict(d)

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from migflow.errors import HostError
 
-__all__ = ["QemuHost", "resolve", "is_lab", "URI_HINT"]
+__all__ = ["URI_HINT", "QemuHost", "is_lab", "resolve"]
 
 URI_HINT = "the qemu backend takes qemu+lab://mflab-a (a lab host), the lab's libvirt URIs, or qemu+local://ADDRESS (this machine)"
 

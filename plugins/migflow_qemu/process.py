@@ -36,7 +36,7 @@ class QemuProcess:
     def pid(self) -> int | None:
         return self.popen.pid if self.popen else None
 
-    def start(self, timeout: float = 30.0) -> "QemuProcess":
+    def start(self, timeout: float = 30.0) -> QemuProcess:
         try:
             os.unlink(self.qmp_path)
         except FileNotFoundError:

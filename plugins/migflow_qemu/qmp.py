@@ -18,9 +18,10 @@ import json
 import socket
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-__all__ = ["QMPClient", "QMPError", "QMPConnectionError"]
+__all__ = ["QMPClient", "QMPConnectionError", "QMPError"]
 
 
 class QMPError(Exception):
@@ -58,7 +59,7 @@ class QMPClient:
         self.on_event: Callable[[dict], None] | None = None
 
     # -- connection --------------------------------------------------------------
-    def connect(self, timeout: float = 10.0, alive: Callable[[], bool] | None = None) -> "QMPClient":
+    def connect(self, timeout: float = 10.0, alive: Callable[[], bool] | None = None) -> QMPClient:
         """Connect (retrying until ``timeout`` while QEMU creates the socket),
         read the greeting and leave capabilities negotiation mode.
 
@@ -118,7 +119,7 @@ class QMPClient:
     def closed(self) -> bool:
         return self._closed
 
-    def __enter__(self) -> "QMPClient":
+    def __enter__(self) -> QMPClient:
         return self
 
     def __exit__(self, *exc) -> None:

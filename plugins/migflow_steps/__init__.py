@@ -19,13 +19,19 @@ from migflow.registry import StepSpec
 from . import collect, steps
 from .schemas import COLLECT_OPTIONS, MIGRATE_OPTIONS, PREPARE_OPTIONS, RESTORE_OPTIONS, SETCAPS_OPTIONS
 
-__all__ = ["migflow_register_steps", "migflow_validate_scenario", "migflow_leg_progress", "migflow_leg_finished"]
+__all__ = ["migflow_leg_finished", "migflow_leg_progress", "migflow_register_steps", "migflow_validate_scenario"]
 
 
 @hookimpl
 def migflow_register_steps(register):
-    register(StepSpec("prepare-domain", steps.prepare_domain, PREPARE_OPTIONS, description="Find or create the domain on the source host and wait until it runs."))
-    register(StepSpec("set-capabilities", steps.set_capabilities, SETCAPS_OPTIONS, description="Set QEMU migration capabilities and parameters; record what is in force."))
+    register(
+        StepSpec("prepare-domain", steps.prepare_domain, PREPARE_OPTIONS, description="Find or create the domain on the source host and wait until it runs.")
+    )
+    register(
+        StepSpec(
+            "set-capabilities", steps.set_capabilities, SETCAPS_OPTIONS, description="Set QEMU migration capabilities and parameters; record what is in force."
+        )
+    )
     register(StepSpec("migrate", steps.migrate, MIGRATE_OPTIONS, description="Migrate the domain (there, and back with round_trip) in a chosen mode."))
     register(
         StepSpec(
@@ -37,7 +43,11 @@ def migflow_register_steps(register):
             description="Record each leg's final query-migrate statistics and a time series of samples.",
         )
     )
-    register(StepSpec("restore", steps.restore, RESTORE_OPTIONS, always_run=True, description="Put the domain back as it was found; destroy what the workflow created."))
+    register(
+        StepSpec(
+            "restore", steps.restore, RESTORE_OPTIONS, always_run=True, description="Put the domain back as it was found; destroy what the workflow created."
+        )
+    )
 
 
 @hookimpl

@@ -15,7 +15,7 @@ from migflow.legs import flatten_stats
 from migflow.records import sample_from_stats
 from migflow.records.schema import STAT_COLUMNS
 
-__all__ = ["arm", "run", "on_progress", "on_finished"]
+__all__ = ["arm", "on_finished", "on_progress", "run"]
 
 #: leg.extra keys stored in their own migrations columns
 EXTRA_COLUMNS = ("guest_pause_ms", "guest_dirty_rate_mibs")

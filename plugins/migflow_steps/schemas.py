@@ -53,8 +53,20 @@ PREPARE_OPTIONS = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "wait_timeout_s": {"type": "number", "minimum": 1, "maximum": 3600, "default": 60, "description": "how long to wait for the guest to run (and for its first heartbeat)"},
-        "warmup_s": {"type": "number", "minimum": 0, "maximum": 3600, "default": 0, "description": "once the guest runs, wait this long before the next step (lets a workload dirty its whole working set)"},
+        "wait_timeout_s": {
+            "type": "number",
+            "minimum": 1,
+            "maximum": 3600,
+            "default": 60,
+            "description": "how long to wait for the guest to run (and for its first heartbeat)",
+        },
+        "warmup_s": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 3600,
+            "default": 0,
+            "description": "once the guest runs, wait this long before the next step (lets a workload dirty its whole working set)",
+        },
     },
 }
 
@@ -81,7 +93,10 @@ MIGRATE_OPTIONS = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "mode": {"type": "string", "description": "a migration mode contributed by a plugin: managed-direct, p2p, p2p-tunnelled, unmanaged-direct, zstack ...; default: the backend's default mode"},
+        "mode": {
+            "type": "string",
+            "description": "a migration mode contributed by a plugin: managed-direct, p2p, p2p-tunnelled, unmanaged-direct, zstack ...; default: the backend's default mode",
+        },
         "flags": {"type": "array", "items": {"enum": FLAGS}, "uniqueItems": True, "description": "extra flags on top of the mode's own"},
         "round_trip": {"type": "boolean", "description": "overrides the workflow's round_trip"},
         "timeout": {
@@ -93,7 +108,11 @@ MIGRATE_OPTIONS = {
                 "action": {"enum": ["abort", "suspend", "postcopy"], "default": "abort"},
             },
         },
-        "expect": {"enum": ["success", "failure", "any"], "default": "success", "description": "'failure': a failing leg is the expected outcome (recorded failed, the step passes)"},
+        "expect": {
+            "enum": ["success", "failure", "any"],
+            "default": "success",
+            "description": "'failure': a failing leg is the expected outcome (recorded failed, the step passes)",
+        },
         "migrate_uri": {"type": "string", "description": "hypervisor-level destination (tcp://HOST[:PORT]); default: chosen by the mode"},
         "settle_s": {"type": "number", "minimum": 0, "maximum": 600, "default": 0, "description": "pause between the legs of a round trip"},
     },
@@ -103,7 +122,13 @@ COLLECT_OPTIONS = {
     "type": "object",
     "additionalProperties": False,
     "properties": {
-        "interval_ms": {"type": "number", "minimum": 0, "maximum": 60000, "default": 100, "description": "sampling period of running legs; 0 switches periodic samples off"},
+        "interval_ms": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 60000,
+            "default": 100,
+            "description": "sampling period of running legs; 0 switches periodic samples off",
+        },
         "iteration_samples": {"type": "boolean", "default": True, "description": "also record one sample per migration iteration"},
     },
 }

@@ -6,7 +6,7 @@ import time
 
 from migflow.errors import StepError
 
-__all__ = ["prepare_domain", "set_capabilities", "migrate", "restore", "validate_scenario"]
+__all__ = ["migrate", "prepare_domain", "restore", "set_capabilities", "validate_scenario"]
 
 
 def prepare_domain(ctx, options: dict) -> dict:
@@ -82,7 +82,7 @@ def validate_scenario(workflow, scenario, plugins) -> list:
         path = f"steps[{use.index}]"
         name = _mode_name(plugins, workflow, use.options)
         if name is None:
-            issues.append((path, f"the {workflow.backend!r} backend has no default mode: give mode = \"...\""))
+            issues.append((path, f'the {workflow.backend!r} backend has no default mode: give mode = "..."'))
             continue
         mode = plugins.modes.get(name)
         if mode is None:

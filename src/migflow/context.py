@@ -10,13 +10,14 @@ leg to observers (``migflow_leg_*`` hooks) and records it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import StepError
 from .legs import Leg, Sample
 
-__all__ = ["RunContext", "Interrupted"]
+__all__ = ["Interrupted", "RunContext"]
 
 
 class Interrupted(BaseException):
@@ -152,4 +153,3 @@ class RunContext:
 def _message(exc: BaseException) -> str:
     text = str(exc).strip()
     return text or type(exc).__name__
-

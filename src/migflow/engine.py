@@ -15,9 +15,10 @@ import signal
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import __version__
 from .context import Interrupted, RunContext, _message
@@ -56,7 +57,7 @@ class Engine:
     _armed: bool = False  # inside step code: a signal raises Interrupted there
 
     # -- signals ---------------------------------------------------------------
-    def _on_signal(self, signum, frame):  # noqa: ARG002
+    def _on_signal(self, signum, frame):
         reason = "interrupted by Ctrl-C" if signum == signal.SIGINT else f"interrupted by signal {signal.Signals(signum).name}"
         self._interrupt = self._interrupt or reason
         if self._protected:
@@ -81,8 +82,8 @@ class Engine:
 
     # -- runs ------------------------------------------------------------------
     def run(self) -> list[RunSummary]:
-        from .records import ingest_pending
         from .reconcile import reconcile
+        from .records import ingest_pending
 
         reconcile(self.results, self.plugins, self.hosts, self.echo)  # runs a killed migflow left "running"
         ingest_pending(self.results, wait_s=2.0)
@@ -217,4 +218,3 @@ class Engine:
             }
         )
         ctx.recorder.flush()
-

@@ -17,14 +17,14 @@ Exit statuses (documented in docs/cli.md):
 from __future__ import annotations
 
 __all__ = [
-    "MigflowError",
-    "WorkflowError",
-    "ValidationIssue",
-    "PluginError",
     "HostError",
-    "StoreError",
-    "StepError",
+    "MigflowError",
+    "PluginError",
     "PrerequisiteError",
+    "StepError",
+    "StoreError",
+    "ValidationIssue",
+    "WorkflowError",
 ]
 
 
@@ -45,7 +45,7 @@ class MigflowError(Exception):
 class ValidationIssue:
     """One problem found in a workflow: where it is and what was expected."""
 
-    __slots__ = ("file", "line", "path", "message")
+    __slots__ = ("file", "line", "message", "path")
 
     def __init__(self, file: str, line: int | None, path: str, message: str):
         self.file, self.line, self.path, self.message = file, line, path, message

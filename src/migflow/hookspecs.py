@@ -17,7 +17,8 @@ registered before third-party ones, so a third-party ``firstresult`` hook
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pluggy
 
@@ -25,7 +26,7 @@ PROJECT = "migflow"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-__all__ = ["PROJECT", "hookspec", "hookimpl"]
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
 
 
 # -- contributions ----------------------------------------------------------

@@ -28,7 +28,7 @@ from . import hookspecs
 from .errors import PluginError
 from .registry import BackendSpec, ModeSpec, StepSpec
 
-__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "Plugins", "get_plugins", "PluginLoadWarning"]
+__all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginLoadWarning", "Plugins", "get_plugins"]
 
 ENTRY_POINT_GROUP = "migflow"
 #: built-in plugins: (name, module).  Registered first, so third parties can override.

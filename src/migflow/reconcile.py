@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from .errors import HostError, MigflowError
 
-__all__ = ["reconcile", "recover", "Recovery"]
+__all__ = ["Recovery", "reconcile", "recover"]
 
 
 def _uris(run: dict, hosts) -> tuple[str, str] | None:
@@ -79,7 +80,9 @@ def reconcile(results: str, plugins, hosts=None, echo: Callable[[str], None] = p
         if dom is None:
             note += "; no domain had been prepared yet"
         elif uris is None:
-            note += f"; domain {dom.get('name')} ({dom['uuid']}): location unknown (the recorded host URIs were redacted; run migflow recover --src URI --dst URI)"
+            note += (
+                f"; domain {dom.get('name')} ({dom['uuid']}): location unknown (the recorded host URIs were redacted; run migflow recover --src URI --dst URI)"
+            )
         else:
             try:
                 backend = _open_backend(plugins, run, uris)
@@ -144,7 +147,7 @@ def recover(results: str, plugins, hosts=None, run_ids=(), dry_run: bool = False
     finally:
         con.close()
     out = []
-    for run_id, backend_name, src, dst, domain, extra in rows:
+    for run_id, backend_name, src, dst, domain, _extra in rows:
         if run_ids and run_id not in run_ids:
             continue
         run = {"run_id": run_id, "backend": backend_name, "source_uri": src, "destination_uri": dst, "domain": domain}

@@ -8,10 +8,11 @@ workflow without importing heavy libraries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-__all__ = ["StepSpec", "BackendSpec", "ModeSpec", "GuestImage", "HostPair"]
+__all__ = ["BackendSpec", "GuestImage", "HostPair", "ModeSpec", "StepSpec"]
 
 
 @dataclass(frozen=True)

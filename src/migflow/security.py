@@ -15,12 +15,13 @@ accepted and nothing is printed.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from .records.values import redact_uri
 
-__all__ = ["transport", "is_local", "transport_warnings", "ENCRYPTED_TRANSPORTS"]
+__all__ = ["ENCRYPTED_TRANSPORTS", "is_local", "transport", "transport_warnings"]
 
 #: libvirt transports that encrypt (``qemu+tls``, ``qemu+ssh`` ...)
 ENCRYPTED_TRANSPORTS = frozenset({"tls", "ssh", "libssh", "libssh2"})
@@ -78,7 +79,7 @@ def transport_warnings(workflow: Any, hosts: Any, modes: dict | None = None) -> 
         shown = " and ".join(str(redact_uri(u)) for u in plain)
         out.append(
             f"{shown} {'uses' if len(plain) == 1 else 'use'} plain TCP: libvirt's connection is unencrypted and, "
-            f"with auth_tcp = \"none\", gives anyone who reaches port 16509 root-equivalent control of the host; "
+            f'with auth_tcp = "none", gives anyone who reaches port 16509 root-equivalent control of the host; '
             f"use qemu+tls://HOST/system or qemu+ssh://USER@HOST/system (docs/security.md)"
         )
     if all(is_local(u) for u in uris):
@@ -96,7 +97,7 @@ def transport_warnings(workflow: Any, hosts: Any, modes: dict | None = None) -> 
     if clear:
         out.append(
             f"the migration stream of mode {', '.join(map(repr, clear))} carries the guest's RAM unencrypted between "
-            f"the hosts; add flags = [\"tls\"] to the migrate step (migrate_tls and the libvirt PKI on both hosts), "
+            f'the hosts; add flags = ["tls"] to the migrate step (migrate_tls and the libvirt PKI on both hosts), '
             f"or use p2p-tunnelled over qemu+tls:// URIs (docs/security.md)"
         )
     return out

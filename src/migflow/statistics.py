@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["t_cdf", "t_quantile", "mean_ci", "Welch", "welch"]
+__all__ = ["Welch", "mean_ci", "t_cdf", "t_quantile", "welch"]
 
 
 def _betacf(a: float, b: float, x: float) -> float:

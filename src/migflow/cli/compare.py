@@ -76,7 +76,9 @@ def verdict(name_a: str, name_b: str, metric: str, unit: str, w) -> str:
     if w.se == 0:
         if w.diff == 0:
             return f"no difference: every leg of both gave exactly {_fmt(w.mean_a, unit)}."
-        return f"{name_b} is {'higher' if w.diff > 0 else 'lower'} by {_fmt(abs(w.diff), unit)}{rel}, and every repetition gave the same value (no spread at all)."
+        return (
+            f"{name_b} is {'higher' if w.diff > 0 else 'lower'} by {_fmt(abs(w.diff), unit)}{rel}, and every repetition gave the same value (no spread at all)."
+        )
     if w.significant:
         way = "higher" if w.diff > 0 else "lower"
         return (
@@ -94,11 +96,23 @@ def verdict(name_a: str, name_b: str, metric: str, unit: str, w) -> str:
 @click.command("compare", context_settings={"max_content_width": 100})
 @click.argument("scenario_a")
 @click.argument("scenario_b")
-@click.option("--metric", "-m", default="total_time", show_default=True, metavar="NAME",
-              help="total_time, downtime, guest_pause_ms, ram_mbps, ram_transferred, iterations, wall_ms, link_efficiency, bytes_per_ram_byte.")
+@click.option(
+    "--metric",
+    "-m",
+    default="total_time",
+    show_default=True,
+    metavar="NAME",
+    help="total_time, downtime, guest_pause_ms, ram_mbps, ram_transferred, iterations, wall_ms, link_efficiency, bytes_per_ram_byte.",
+)
 @click.option("--workflow", "-w", metavar="NAME", help="The workflow (needed when the file holds several).")
-@click.option("--leg", "leg", default="each", show_default=True, metavar="each|all|N",
-              help="Compare each leg number separately (there, back), all legs pooled, or one leg number.")
+@click.option(
+    "--leg",
+    "leg",
+    default="each",
+    show_default=True,
+    metavar="each|all|N",
+    help="Compare each leg number separately (there, back), all legs pooled, or one leg number.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
 @results_option
 def compare(scenario_a: str, scenario_b: str, metric: str, workflow: str | None, leg: str, as_json: bool, results: str) -> None:
@@ -163,16 +177,31 @@ def compare(scenario_a: str, scenario_b: str, metric: str, workflow: str | None,
         xa, xb = [r["value"] for r in ra], [r["value"] for r in rb]
         if not xa or not xb:
             missing = [n for n, x in ((a, xa), (b, xb)) if not x]
-            out.append({"legs": label, "n_a": len(xa), "n_b": len(xb), "verdict": f"cannot tell: no completed leg with a {metric} value for {' and '.join(missing)}"})
+            out.append(
+                {"legs": label, "n_a": len(xa), "n_b": len(xb), "verdict": f"cannot tell: no completed leg with a {metric} value for {' and '.join(missing)}"}
+            )
             continue
         w = welch(xa, xb)
         num = lambda v: None if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))) else v  # noqa: E731
-        out.append({
-            "legs": label, "n_a": w.n_a, "n_b": w.n_b, "mean_a": num(w.mean_a), "mean_b": num(w.mean_b),
-            "sd_a": num(w.sd_a), "sd_b": num(w.sd_b), "diff": num(w.diff), "relative": num(w.relative),
-            "ci95_low": num(w.ci_low), "ci95_high": num(w.ci_high), "df": num(w.df), "p": num(w.p),
-            "significant": w.significant, "verdict": verdict("A", "B", metric, unit, w),
-        })
+        out.append(
+            {
+                "legs": label,
+                "n_a": w.n_a,
+                "n_b": w.n_b,
+                "mean_a": num(w.mean_a),
+                "mean_b": num(w.mean_b),
+                "sd_a": num(w.sd_a),
+                "sd_b": num(w.sd_b),
+                "diff": num(w.diff),
+                "relative": num(w.relative),
+                "ci95_low": num(w.ci_low),
+                "ci95_high": num(w.ci_high),
+                "df": num(w.df),
+                "p": num(w.p),
+                "significant": w.significant,
+                "verdict": verdict("A", "B", metric, unit, w),
+            }
+        )
     if as_json:
         import json
 
@@ -187,6 +216,7 @@ def compare(scenario_a: str, scenario_b: str, metric: str, workflow: str | None,
             click.echo(f"{row['legs']}: {row['verdict']}")
             continue
         sd = lambda v: "" if v is None else f" ± {_fmt(v, unit)} sd"  # noqa: E731
-        click.echo(f"{row['legs']}:  A {_fmt(row['mean_a'], unit)}{sd(row['sd_a'])} (n={row['n_a']})   "
-                   f"B {_fmt(row['mean_b'], unit)}{sd(row['sd_b'])} (n={row['n_b']})")
+        click.echo(
+            f"{row['legs']}:  A {_fmt(row['mean_a'], unit)}{sd(row['sd_a'])} (n={row['n_a']})   B {_fmt(row['mean_b'], unit)}{sd(row['sd_b'])} (n={row['n_b']})"
+        )
         click.echo(f"  {row['verdict']}")

@@ -16,7 +16,9 @@ _VIEWS = ("legs", "scenario_stats", "scenario_leg_stats")
 
 @click.command("export", context_settings={"max_content_width": 100})
 @click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True, help="File format.")
-@click.option("--output", "-o", type=click.Path(file_okay=False), required=True, metavar="DIR", help="Directory to write <table>.<format> files into (created).")
+@click.option(
+    "--output", "-o", type=click.Path(file_okay=False), required=True, metavar="DIR", help="Directory to write <table>.<format> files into (created)."
+)
 @click.option("--views/--no-views", default=True, show_default=True, help="Also export the statistics views (legs, scenario_stats, scenario_leg_stats).")
 @results_option
 def export(fmt: str, output: str, views: bool, results: str) -> None:

@@ -10,7 +10,15 @@ __all__ = ["ingest"]
 
 
 @click.command("ingest", context_settings={"max_content_width": 100})
-@click.option("--wait", "wait", type=click.FloatRange(min=0), default=10.0, show_default=True, metavar="SECONDS", help="How long to retry while another process holds the database.")
+@click.option(
+    "--wait",
+    "wait",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to retry while another process holds the database.",
+)
 @results_option
 def ingest(wait: float, results: str) -> None:
     """Move spooled run records into the results database.

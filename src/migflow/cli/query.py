@@ -5,11 +5,9 @@ Also home of the small output helpers that ``migflow runs`` reuses (table, CSV, 
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-__all__ = ["query", "results_option", "render", "pending_note"]
+__all__ = ["pending_note", "query", "render", "results_option"]
 
 
 def results_option(f):
@@ -79,7 +77,7 @@ def render(cols: list[str], types: list[str], rows: list, fmt: str, *, styles: d
     if fmt == "json":
         import json
 
-        data = [{c: _jsonable(v, t) for c, t, v in zip(cols, types, row)} for row in rows]
+        data = [{c: _jsonable(v, t) for c, t, v in zip(cols, types, row, strict=True)} for row in rows]
         out.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         return
     if fmt == "csv":
@@ -97,7 +95,7 @@ def render(cols: list[str], types: list[str], rows: list, fmt: str, *, styles: d
 
         table = Table(show_header=True, header_style="bold", show_lines=False)
         numeric = ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL")
-        for i, (c, t) in enumerate(zip(cols, types)):
+        for i, (c, t) in enumerate(zip(cols, types, strict=True)):
             may_wrap = wrap is None or c in wrap
             longest = max([len(c)] + [len(r[i]) for r in cells])
             table.add_column(
@@ -109,7 +107,7 @@ def render(cols: list[str], types: list[str], rows: list, fmt: str, *, styles: d
             )
         for row in cells:
             styled = []
-            for c, v in zip(cols, row):
+            for c, v in zip(cols, row, strict=True):
                 style = ((styles or {}).get(c) or {}).get(v) or ("dim" if v == "NULL" else None)
                 styled.append(f"[{style}]{_escape(v)}[/]" if style else _escape(v))
             table.add_row(*styled)
@@ -119,11 +117,11 @@ def render(cols: list[str], types: list[str], rows: list, fmt: str, *, styles: d
         return
     widths = [len(c) for c in cols]
     for row in cells:
-        widths = [max(w, len(v)) for w, v in zip(widths, row)]
-    out.write("  ".join(c.ljust(w) for c, w in zip(cols, widths)).rstrip() + "\n")
+        widths = [max(w, len(v)) for w, v in zip(widths, row, strict=True)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip() + "\n")
     out.write("  ".join("-" * w for w in widths) + "\n")
     for row in cells:
-        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() + "\n")
+        out.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
 
 
 def _escape(text: str) -> str:
@@ -144,8 +142,7 @@ def pending_note(results: str) -> None:
     if waiting:
         n = len(waiting)
         click.echo(
-            f"note: {n} run{'s are' if n != 1 else ' is'} waiting in {spool_dir(results).name}/ and not in these "
-            f"results yet; run `migflow ingest`",
+            f"note: {n} run{'s are' if n != 1 else ' is'} waiting in {spool_dir(results).name}/ and not in these results yet; run `migflow ingest`",
             err=True,
         )
     if running:

@@ -48,11 +48,10 @@ def run(workflow, source, destination, results, repetitions, dry_run, fail_fast)
     from ..errors import UsageError
     from ..plugins import get_plugins
     from ..progress import ProgressDisplay
-    from ..registry import HostPair
-    from ..workflow.loader import load_workflow
-
     from ..records import redact_uri
+    from ..registry import HostPair
     from ..security import transport_warnings
+    from ..workflow.loader import load_workflow
 
     plugins = get_plugins()
     wf = load_workflow(workflow, plugins, source=source, destination=destination, results=results, repetitions=repetitions)
@@ -67,7 +66,9 @@ def run(workflow, source, destination, results, repetitions, dry_run, fail_fast)
     plugins.pm.register(display, name="progress-display")
     plugins.hook.migflow_prepare_hosts(hosts=hosts, echo=display.echo)
     _check_hosts(plugins, wf, hosts)
-    display.echo(f"workflow {wf.name}: {len(wf.scenarios)} scenario(s) x {wf.repetitions} repetition(s) = {len(wf.plan)} run(s); {redact_uri(hosts.source)} -> {redact_uri(hosts.destination)}; results in {wf.results}")
+    display.echo(
+        f"workflow {wf.name}: {len(wf.scenarios)} scenario(s) x {wf.repetitions} repetition(s) = {len(wf.plan)} run(s); {redact_uri(hosts.source)} -> {redact_uri(hosts.destination)}; results in {wf.results}"
+    )
     engine = Engine(plugins, wf, hosts, wf.results, echo=display.echo, fail_fast=fail_fast)
     summaries = engine.run()
     _print_summary(summaries, wf, display.echo)
@@ -82,7 +83,9 @@ def _hosts(plugins, wf, HostPair, UsageError):
     src, dst = wf.source, wf.destination
     if src is None and dst is None:
         if default is None:
-            raise UsageError("the workflow names no hosts and no plugin provides default hosts", hint="add [hosts] source/destination, or pass --src URI --dst URI")
+            raise UsageError(
+                "the workflow names no hosts and no plugin provides default hosts", hint="add [hosts] source/destination, or pass --src URI --dst URI"
+            )
         return default
     if src is None or dst is None:
         raise UsageError("give both hosts: [hosts] source and destination, or --src URI and --dst URI")
@@ -104,12 +107,14 @@ def _check_uri(what: str, uri: str, UsageError) -> None:
 
     ok = bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", uri))  # as the schema's [hosts] pattern
     try:
-        urlsplit(uri).port  # raises for an unclosed [IPv6 bracket or a port that is no number
+        _ = urlsplit(uri).port  # raises for an unclosed [IPv6 bracket or a port that is no number
     except ValueError:
         ok = False
     if not ok:
         shown = redact_uri(uri) if ":" in uri else uri
-        raise UsageError(f"the {what} host {shown!r} is not a libvirt URI", hint="write it as qemu+tls://HOST/system, qemu+ssh://USER@HOST/system or qemu+tcp://HOST/system")
+        raise UsageError(
+            f"the {what} host {shown!r} is not a libvirt URI", hint="write it as qemu+tls://HOST/system, qemu+ssh://USER@HOST/system or qemu+tcp://HOST/system"
+        )
 
 
 def _check_results(results) -> None:
@@ -145,7 +150,10 @@ def _check_results(results) -> None:
         if path.exists() and not os.access(path, os.W_OK):
             raise PermissionError(13, "permission denied", str(path))
     except OSError as exc:
-        raise StoreError(f"{what}: {path if exc.filename == str(path) else parent} is not writable ({exc.strerror or exc})", hint="pass --results PATH in a directory you can write") from None
+        raise StoreError(
+            f"{what}: {path if exc.filename == str(path) else parent} is not writable ({exc.strerror or exc})",
+            hint="pass --results PATH in a directory you can write",
+        ) from None
 
 
 def _check_hosts(plugins, wf, hosts) -> None:
@@ -172,7 +180,11 @@ def _print_plan(wf, hosts) -> None:
     click.echo(f"workflow {wf.name} ({wf.file}), backend {wf.backend}")
     click.echo(f"hosts: {redact_uri(hosts.source)} -> {redact_uri(hosts.destination)}{' (embedded lab)' if hosts.lab else ''}")
     click.echo(f"results: {wf.results}")
-    click.echo(f"{len(wf.scenarios)} scenario(s), {wf.repetitions} repetition(s), order {wf.order}" + (f" (seed {wf.seed})" if wf.order == "shuffled" else "") + f": {len(wf.plan)} run(s)")
+    click.echo(
+        f"{len(wf.scenarios)} scenario(s), {wf.repetitions} repetition(s), order {wf.order}"
+        + (f" (seed {wf.seed})" if wf.order == "shuffled" else "")
+        + f": {len(wf.plan)} run(s)"
+    )
     for sc in wf.scenarios:
         click.echo(f"\nscenario {sc.label}")
         if sc.domain:

@@ -55,7 +55,14 @@ def runs(limit: int, workflow: str | None, status: str | None, as_json: bool, re
             dur_s = f"{dur:.1f} s" if dur is not None else None
             out.append((run_id, wf, scenario, rep, st, started_s, dur_s, _short(err)))
         if out:
-            render(shown, ["VARCHAR", "VARCHAR", "VARCHAR", "INTEGER", "VARCHAR", "VARCHAR", "DOUBLE", "VARCHAR"], out, "table", styles=_STYLES, wrap=("scenario", "error"))
+            render(
+                shown,
+                ["VARCHAR", "VARCHAR", "VARCHAR", "INTEGER", "VARCHAR", "VARCHAR", "DOUBLE", "VARCHAR"],
+                out,
+                "table",
+                styles=_STYLES,
+                wrap=("scenario", "error"),
+            )
         else:
             click.echo("no runs recorded" + (" matching the filters" if workflow or status else " yet"), err=True)
     pending_note(results)

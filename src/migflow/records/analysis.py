@@ -9,13 +9,13 @@ import json
 
 from ..errors import UsageError
 
-__all__ = ["workflows", "resolve_workflow", "scenarios", "metric_names", "metric_values", "report_data", "export_tables"]
+__all__ = ["export_tables", "metric_names", "metric_values", "report_data", "resolve_workflow", "scenarios", "workflows"]
 
 
 def _rows(con, sql: str, params=()) -> list[dict]:
     cur = con.execute(sql, list(params))
     cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
+    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
 def _json(value):
@@ -66,8 +66,7 @@ def metric_values(con, workflow: str, scenario: str, metric: str) -> list[dict]:
     """Completed legs' values: ``{run_id, repetition, leg, direction, value}``."""
     return _rows(
         con,
-        "SELECT run_id, repetition, leg, direction, value FROM leg_metrics "
-        "WHERE workflow = ? AND scenario = ? AND metric = ? ORDER BY leg, repetition, run_id",
+        "SELECT run_id, repetition, leg, direction, value FROM leg_metrics WHERE workflow = ? AND scenario = ? AND metric = ? ORDER BY leg, repetition, run_id",
         [workflow, scenario, metric],
     )
 

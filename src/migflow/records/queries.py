@@ -6,14 +6,25 @@ import re
 
 from ..errors import UsageError
 
-__all__ = ["check_read_only_sql", "run_sql", "restrict", "recent_runs", "READ_ONLY_PRAGMAS"]
+__all__ = ["READ_ONLY_PRAGMAS", "check_read_only_sql", "recent_runs", "restrict", "run_sql"]
 
 #: PRAGMAs that only read (others can write files, e.g. profiling output).
 READ_ONLY_PRAGMAS = frozenset(
     {
-        "show_tables", "show_tables_expanded", "table_info", "show", "database_size", "database_list",
-        "version", "storage_info", "functions", "platform", "user_agent", "metadata_info",
-        "show_databases", "collations",
+        "show_tables",
+        "show_tables_expanded",
+        "table_info",
+        "show",
+        "database_size",
+        "database_list",
+        "version",
+        "storage_info",
+        "functions",
+        "platform",
+        "user_agent",
+        "metadata_info",
+        "show_databases",
+        "collations",
     }
 )
 _PRAGMA_RE = re.compile(r"^\s*pragma\s+([A-Za-z_][A-Za-z0-9_]*)", re.IGNORECASE)

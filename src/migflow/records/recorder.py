@@ -15,7 +15,7 @@ from .spool import SPOOL_FORMAT, process_start, spool_path, write_samples, write
 from .store import ingest_spools
 from .values import normalize_row, redact_json, redact_text, redact_uri, to_timestamp
 
-__all__ = ["RunRecorder", "IngestResult", "sample_from_stats"]
+__all__ = ["IngestResult", "RunRecorder", "sample_from_stats"]
 
 _FINAL = tuple(s for s in RUN_STATUSES if s != "running")
 
@@ -215,10 +215,7 @@ class RunRecorder:
         if ok:
             msg = summary.message(self.results_path)
         elif summary.lock is not None:
-            msg = (
-                f"{summary.lock.message}; the run is kept in {self.path.parent.name}/ "
-                f"and will be written later (migflow ingest)"
-            )
+            msg = f"{summary.lock.message}; the run is kept in {self.path.parent.name}/ and will be written later (migflow ingest)"
         else:
             err = summary.errors.get(self.run_id, "unknown error")
             msg = f"run {self.run_id} could not be written to {self.results_path.name} ({err}); it is kept in {self.path.parent.name}/"

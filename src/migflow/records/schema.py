@@ -9,14 +9,14 @@ Every column is ``(name, SQL type, unit or meaning)``.  Timestamps are
 from __future__ import annotations
 
 __all__ = [
-    "SCHEMA_VERSION",
-    "TABLES",
     "PRIMARY_KEYS",
-    "STAT_COLUMNS",
     "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "STAT_COLUMNS",
     "STEP_STATUSES",
-    "columns",
+    "TABLES",
     "column_types",
+    "columns",
     "ddl",
     "ensure_schema",
 ]

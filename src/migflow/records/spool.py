@@ -22,17 +22,17 @@ import socket
 from pathlib import Path
 
 __all__ = [
+    "SPOOL_FORMAT",
+    "list_spools",
+    "pid_alive",
+    "process_start",
+    "read_spool",
+    "remove_spool",
+    "samples_path",
     "spool_dir",
     "spool_path",
-    "samples_path",
-    "write_spool",
     "write_samples",
-    "remove_spool",
-    "read_spool",
-    "list_spools",
-    "process_start",
-    "pid_alive",
-    "SPOOL_FORMAT",
+    "write_spool",
 ]
 
 SPOOL_FORMAT = "migflow-spool/1"

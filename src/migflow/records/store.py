@@ -22,7 +22,7 @@ from .spool import list_spools, pid_alive, read_spool, remove_spool, samples_pat
 from .values import redact_uri, to_timestamp
 from .views import ensure_temp_views
 
-__all__ = ["IngestSummary", "DatabaseLocked", "open_readonly", "connect_writer", "ingest_spools", "ingest_pending", "pending_runs"]
+__all__ = ["DatabaseLocked", "IngestSummary", "connect_writer", "ingest_pending", "ingest_spools", "open_readonly", "pending_runs"]
 
 _PID_RE = re.compile(r"\(PID (\d+)\)")
 #: runs written per transaction when several spools are waiting (``migflow ingest`` of a backlog)

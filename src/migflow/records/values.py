@@ -16,14 +16,12 @@ from urllib.parse import unquote, urlsplit
 
 from .schema import TABLES
 
-__all__ = ["redact_uri", "redact_text", "redact_json", "normalize_row", "to_timestamp", "REDACTED"]
+__all__ = ["REDACTED", "normalize_row", "redact_json", "redact_text", "redact_uri", "to_timestamp"]
 
 REDACTED = "***"
 
 #: query parameters of libvirt URIs whose values are secrets or reveal files.
-SENSITIVE_PARAMS = frozenset(
-    {"keyfile", "pkipath", "known_hosts", "command", "socket", "netcat", "sshauth", "password"}
-)
+SENSITIVE_PARAMS = frozenset({"keyfile", "pkipath", "known_hosts", "command", "socket", "netcat", "sshauth", "password"})
 _SENSITIVE_PARTS = ("pass", "secret", "key", "token")
 
 
@@ -107,7 +105,7 @@ def to_timestamp(value: Any) -> str | None:
     if isinstance(value, bool):
         raise ValueError(f"not a timestamp: {value!r}")
     if isinstance(value, (int, float)):
-        d = _dt.datetime.fromtimestamp(float(value), tz=_dt.timezone.utc)
+        d = _dt.datetime.fromtimestamp(float(value), tz=_dt.UTC)
     elif isinstance(value, _dt.datetime):
         d = value if value.tzinfo else value.astimezone()
     elif isinstance(value, str):
@@ -115,7 +113,7 @@ def to_timestamp(value: Any) -> str | None:
         d = d if d.tzinfo else d.astimezone()
     else:
         raise ValueError(f"not a timestamp (datetime, epoch seconds or ISO string): {value!r}")
-    return d.astimezone(_dt.timezone.utc).isoformat()
+    return d.astimezone(_dt.UTC).isoformat()
 
 
 def _to_int(value: Any) -> int:
@@ -126,7 +124,7 @@ def _to_int(value: Any) -> int:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"not a finite number: {value!r}")
-        return int(round(value))
+        return round(value)
     if isinstance(value, str):
         return int(float(value)) if any(c in value for c in ".eE") else int(value)
     raise ValueError(f"not an integer: {value!r}")
@@ -172,10 +170,7 @@ def normalize_row(table: str, row: dict, *, partial: bool = True) -> dict:
     unknown = [k for k in row if k not in types]
     if unknown:
         hint = " (put anything else in 'extra')" if "extra" in types else ""
-        raise ValueError(
-            f"{table}: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}{hint}; "
-            f"columns are: {', '.join(types)}"
-        )
+        raise ValueError(f"{table}: unknown column{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}{hint}; columns are: {', '.join(types)}")
     out = {}
     for key, value in row.items():
         if value is None:

@@ -27,9 +27,9 @@ __all__ = [
     "METRICS",
     "T975",
     "VIEW_NAMES",
-    "view_statements",
-    "ensure_views",
     "ensure_temp_views",
+    "ensure_views",
+    "view_statements",
 ]
 
 #: (metric, SQL expression over the ``legs`` view, unit, description) in display order.
@@ -48,9 +48,36 @@ METRICS: list[tuple[str, str, str, str]] = [
 #: two-sided 95% critical values of Student's t, t(0.975, df), df = 1..30
 #: (checked against migflow.statistics.t_quantile and published tables in tests).
 T975 = [
-    12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157, 2.228139,
-    2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922, 2.093024, 2.085963,
-    2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831, 2.048407, 2.045230, 2.042272,
+    12.706205,
+    4.302653,
+    3.182446,
+    2.776445,
+    2.570582,
+    2.446912,
+    2.364624,
+    2.306004,
+    2.262157,
+    2.228139,
+    2.200985,
+    2.178813,
+    2.160369,
+    2.144787,
+    2.131450,
+    2.119905,
+    2.109816,
+    2.100922,
+    2.093024,
+    2.085963,
+    2.079614,
+    2.073873,
+    2.068658,
+    2.063899,
+    2.059539,
+    2.055529,
+    2.051831,
+    2.048407,
+    2.045230,
+    2.042272,
 ]
 
 VIEW_NAMES = ("legs", "metrics", "leg_metrics", "scenario_stats", "scenario_leg_stats")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-__all__ = ["nice_ticks", "fmt_num", "strip_chart", "line_chart", "DIRECTION_COLORS", "DASHES"]
+__all__ = ["DASHES", "DIRECTION_COLORS", "fmt_num", "line_chart", "nice_ticks", "strip_chart"]
 
 #: Okabe-Ito colours, distinguishable with colour-blindness.
 DIRECTION_COLORS = {"there": "#0072B2", "back": "#D55E00"}
@@ -102,7 +102,7 @@ def strip_chart(title: str, unit: str, rows: list[dict], *, width: int = 560, sc
     plot_w = width - label_w - right
     x = lambda v: label_w + (v - lo) / (hi - lo) * plot_w  # noqa: E731
     out = [_svg_open(width, height, f"{title} per scenario")]
-    out.append(f'<g class="grid">')
+    out.append('<g class="grid">')
     for t in ticks:
         out.append(f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{top}" y2="{height - bottom}"/>')
         out.append(f'<text class="tick" x="{x(t):.1f}" y="{height - bottom + 14}" text-anchor="middle">{tick_fmt(t)}</text>')
@@ -120,7 +120,9 @@ def strip_chart(title: str, unit: str, rows: list[dict], *, width: int = 560, sc
             color = direction_color(r["direction"], j)
             mean, low, high = r.get("mean"), r.get("low"), r.get("high")
             if low is not None and high is not None and math.isfinite(low) and math.isfinite(high):
-                out.append(f'<line class="ci" x1="{x(max(lo, low / scale)):.1f}" x2="{x(min(hi, high / scale)):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" stroke="{color}"/>')
+                out.append(
+                    f'<line class="ci" x1="{x(max(lo, low / scale)):.1f}" x2="{x(min(hi, high / scale)):.1f}" y1="{cy:.1f}" y2="{cy:.1f}" stroke="{color}"/>'
+                )
             if mean is not None:
                 m = mean / scale
                 tip = f"{g} · {r['direction']}: mean {fmt_num(m)} {unit}" + (
@@ -145,7 +147,7 @@ def line_chart(title: str, unit: str, series: list[dict], *, width: int = 360, h
     if not pts:
         return f'<div class="nodata">{escape(title)}: not reported</div>'
     xmax = max(t for t, _ in pts) / 1000.0 or 1.0
-    ymin, ymax = min(0.0, min(v for _, v in pts)), max(v for _, v in pts)
+    ymin, ymax = min(0.0, *(v for _, v in pts)), max(v for _, v in pts)
     xt, yt = nice_ticks(0.0, xmax, 4), nice_ticks(ymin, ymax if ymax > ymin else ymin + 1, 4)
     x0, x1, y0, y1 = xt[0], xt[-1], yt[0], yt[-1]
     pw, ph = width - left - right, height - top - bottom
@@ -156,10 +158,14 @@ def line_chart(title: str, unit: str, series: list[dict], *, width: int = 360, h
     out.append('<g class="grid">')
     for t in xt:
         px = left + (t - x0) / (x1 - x0) * pw
-        out.append(f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{top}" y2="{top + ph}"/><text class="tick" x="{px:.1f}" y="{top + ph + 13}" text-anchor="middle">{tick_fmt(t)}</text>')
+        out.append(
+            f'<line x1="{px:.1f}" x2="{px:.1f}" y1="{top}" y2="{top + ph}"/><text class="tick" x="{px:.1f}" y="{top + ph + 13}" text-anchor="middle">{tick_fmt(t)}</text>'
+        )
     for v in yt:
         py = Y(v)
-        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{py:.1f}" y2="{py:.1f}"/><text class="tick" x="{left - 4}" y="{py + 3:.1f}" text-anchor="end">{tick_fmt(v)}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{py:.1f}" y2="{py:.1f}"/><text class="tick" x="{left - 4}" y="{py + 3:.1f}" text-anchor="end">{tick_fmt(v)}</text>'
+        )
     out.append("</g>")
     out.append(f'<text class="axis" x="{left + pw / 2:.1f}" y="{height - 3}" text-anchor="middle">seconds since the leg started</text>')
     for s in series:
@@ -171,7 +177,9 @@ def line_chart(title: str, unit: str, series: list[dict], *, width: int = 360, h
         out.append(f'<path class="line" d="{d}" stroke="{s["color"]}"{dash}><title>{escape(s["name"])}</title></path>')
         for m in s.get("marks", []):
             px = X(m)
-            out.append(f'<line class="iter" x1="{px:.1f}" x2="{px:.1f}" y1="{top + ph - 7}" y2="{top + ph}" stroke="{s["color"]}"><title>{escape(s["name"])}: new pass over RAM at {m / 1000:.2f} s</title></line>')
+            out.append(
+                f'<line class="iter" x1="{px:.1f}" x2="{px:.1f}" y1="{top + ph - 7}" y2="{top + ph}" stroke="{s["color"]}"><title>{escape(s["name"])}: new pass over RAM at {m / 1000:.2f} s</title></line>'
+            )
     if all(v == 0 for _, v in pts):
         out.append(f'<text class="axis" x="{left + pw / 2:.1f}" y="{top + ph / 2:.1f}" text-anchor="middle">reported as 0 throughout</text>')
     out.append("</svg>")

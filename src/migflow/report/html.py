@@ -128,8 +128,8 @@ def _dir_badge(direction: str) -> str:
 def _cell(st: dict | None, metric: str) -> str:
     if not st or st.get("n") in (None, 0):
         return '<td class="na">–</td>'
-    _, unit, scale = scale_of(metric)
-    f = (lambda v: f"{v:.0%}") if metric == "link_efficiency" else fmt_num  # noqa: E731
+    _, _unit, scale = scale_of(metric)
+    f = (lambda v: f"{v:.0%}") if metric == "link_efficiency" else fmt_num
     mean, half = st["mean"] / scale, st.get("ci95_half")
     sd = f(st["stddev"] / scale) if st.get("stddev") is not None else "–"
     tip = f"n={st['n']} · mean {f(mean)} · median {f(st['median'] / scale)} · sd {sd} · min {f(st['min'] / scale)} · max {f(st['max'] / scale)}"
@@ -145,15 +145,17 @@ def _cell(st: dict | None, metric: str) -> str:
 def _summary_table(data: dict) -> str:
     heads = "".join(f"<th>{escape(scale_of(m)[0])}<small>{escape(scale_of(m)[1])}</small></th>" for m in SUMMARY_METRICS)
     out = [
-        '<table class="summary"><thead><tr><th class="l">Scenario</th><th class="l">Mode</th><th class="l">Leg</th>'
-        f"<th>Completed<small>legs / runs</small></th>{heads}</tr></thead><tbody>"
+        (
+            '<table class="summary"><thead><tr><th class="l">Scenario</th><th class="l">Mode</th><th class="l">Leg</th>'
+            f"<th>Completed<small>legs / runs</small></th>{heads}</tr></thead><tbody>"
+        )
     ]
     last = None
     for r in summary_rows(data):
         first = r["scenario"] != last
         last = r["scenario"]
         cls = "first" if first else ""
-        done = f'{r["completed"]} / {r["total"]}'
+        done = f"{r['completed']} / {r['total']}"
         if r["completed"] < r["total"]:
             done = f'<span class="bad">{done}</span>'
         out.append(f'<tr class="{cls}" data-scenario="{escape(r["scenario"])}">')
@@ -166,14 +168,18 @@ def _summary_table(data: dict) -> str:
             out.extend(_cell(r["stats"].get(m), m) for m in SUMMARY_METRICS)
         out.append("</tr>")
         if r["completed"] and r["errors"]:
-            out.append(f'<tr data-scenario="{escape(r["scenario"])}"><td></td><td class="err" colspan="{3 + len(SUMMARY_METRICS)}">{escape("; ".join(r["errors"]))}</td></tr>')
+            out.append(
+                f'<tr data-scenario="{escape(r["scenario"])}"><td></td><td class="err" colspan="{3 + len(SUMMARY_METRICS)}">{escape("; ".join(r["errors"]))}</td></tr>'
+            )
     out.append("</tbody></table>")
     return "".join(out)
 
 
 def _legend_dirs(directions: list[str]) -> str:
-    return '<div class="legend">' + "".join(f'<span><i style="background:{direction_color(d)}"></i>{escape(d)}</span>' for d in directions) + (
-        '<span>● one repetition</span><span>▮ mean</span><span>━ 95% confidence interval</span></div>'
+    return (
+        '<div class="legend">'
+        + "".join(f'<span><i style="background:{direction_color(d)}"></i>{escape(d)}</span>' for d in directions)
+        + ("<span>● one repetition</span><span>▮ mean</span><span>━ 95% confidence interval</span></div>")
     )
 
 
@@ -185,7 +191,11 @@ def _metric_charts(data: dict) -> str:
         title, unit, scale = scale_of(metric)
         rows = strip_rows(data, metric)
         desc = cat.get(metric, {}).get("description", "")
-        chart = strip_chart(title, unit, rows, scale=scale, unit_label=f"{title} ({unit})") if rows else f'<p class="empty">No completed leg reported {escape(title.lower())}.</p>'
+        chart = (
+            strip_chart(title, unit, rows, scale=scale, unit_label=f"{title} ({unit})")
+            if rows
+            else f'<p class="empty">No completed leg reported {escape(title.lower())}.</p>'
+        )
         cards.append(
             f'<div class="card" id="metric-{metric}"><h3>{escape(title)}</h3><p class="note">{escape(desc)} · column <code>{metric}</code></p>'
             f"{_legend_dirs(dirs)}{chart}</div>"
@@ -201,10 +211,11 @@ def _series_legend(legs: list[dict]) -> str:
         dash = DASHES[i % len(DASHES)]
         dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         parts.append(
-            f'<span><svg width="26" height="8"><line x1="0" y1="4" x2="26" y2="4" stroke="#444" stroke-width="2"{dash_attr}/></svg>'
-            f"repetition {rep}</span>"
+            f'<span><svg width="26" height="8"><line x1="0" y1="4" x2="26" y2="4" stroke="#444" stroke-width="2"{dash_attr}/></svg>repetition {rep}</span>'
         )
-    parts.append('<span><svg width="8" height="10"><line x1="4" y1="0" x2="4" y2="10" stroke="#444" stroke-width="2"/></svg>a new pass over RAM (iteration)</span>')
+    parts.append(
+        '<span><svg width="8" height="10"><line x1="4" y1="0" x2="4" y2="10" stroke="#444" stroke-width="2"/></svg>a new pass over RAM (iteration)</span>'
+    )
     return '<div class="legend">' + "".join(parts) + "</div>"
 
 
@@ -214,8 +225,10 @@ def _time_series(data: dict) -> str:
     for sc in scenario_order(data):
         legs = [lg for lg in series.get(sc, []) if lg["samples"]]
         if not legs:
-            failed = [lg for lg in series.get(sc, [])]
-            out.append(f'<div class="card"><h3>{escape(sc)}</h3><p class="nodata">No samples recorded ({len(failed)} leg(s), none with a time series: the migration did not start).</p></div>')
+            failed = list(series.get(sc, []))
+            out.append(
+                f'<div class="card"><h3>{escape(sc)}</h3><p class="nodata">No samples recorded ({len(failed)} leg(s), none with a time series: the migration did not start).</p></div>'
+            )
             continue
         reps = sorted({lg["repetition"] for lg in legs})
         panels = []
@@ -227,18 +240,17 @@ def _time_series(data: dict) -> str:
         ):
             s = []
             for lg in legs:
-                s.append({
-                    "name": f"{lg['direction']} · repetition {lg['repetition']} ({lg['run_id']} leg {lg['leg']}, {lg['status']})",
-                    "color": direction_color(lg["direction"]),
-                    "dash": DASHES[reps.index(lg["repetition"]) % len(DASHES)],
-                    "points": lg[key],
-                    "marks": lg["iterations"],
-                })
+                s.append(
+                    {
+                        "name": f"{lg['direction']} · repetition {lg['repetition']} ({lg['run_id']} leg {lg['leg']}, {lg['status']})",
+                        "color": direction_color(lg["direction"]),
+                        "dash": DASHES[reps.index(lg["repetition"]) % len(DASHES)],
+                        "points": lg[key],
+                        "marks": lg["iterations"],
+                    }
+                )
             panels.append(line_chart(title, unit, s))
-        out.append(
-            f'<div class="card" id="series-{escape(sc)}"><h3>{escape(sc)}</h3>{_series_legend(legs)}'
-            f'<div class="grid3">{"".join(panels)}</div></div>'
-        )
+        out.append(f'<div class="card" id="series-{escape(sc)}"><h3>{escape(sc)}</h3>{_series_legend(legs)}<div class="grid3">{"".join(panels)}</div></div>')
     return "".join(out)
 
 
@@ -289,7 +301,11 @@ def _step_summary(step: dict) -> str | None:
         return f"mode {r.get('mode')}, flags {', '.join(r.get('flags') or [])}"
     if name == "prepare-domain":
         g = r.get("guest") or {}
-        return f"{r.get('name')} ({(r.get('memory_kib') or 0) // 1024} MiB, {r.get('vcpus')} vCPU, {r.get('virt_type')}); workload {json.dumps(g.get('workload'))}" if r.get("name") else None
+        return (
+            f"{r.get('name')} ({(r.get('memory_kib') or 0) // 1024} MiB, {r.get('vcpus')} vCPU, {r.get('virt_type')}); workload {json.dumps(g.get('workload'))}"
+            if r.get("name")
+            else None
+        )
     return None
 
 
@@ -306,20 +322,21 @@ def _configuration(data: dict) -> str:
         first = runs[0] if runs else {}
         steps = steps_by_run.get(first.get("run_id"), [])
         step_lines = "".join(
-            f"<tr><td>{s['position']}</td><td><b>{escape(s['step'])}</b></td><td>{escape(s['status'])}</td>"
-            f"<td>{escape(_step_summary(s) or '')}</td></tr>"
+            f"<tr><td>{s['position']}</td><td><b>{escape(s['step'])}</b></td><td>{escape(s['status'])}</td><td>{escape(_step_summary(s) or '')}</td></tr>"
             for s in steps
         )
         dom = first.get("domain") or {}
         guest = dom.get("guest") or {}
         run_rows = "".join(
             f"<tr><td><code>{escape(r['run_id'])}</code></td><td>{r['repetition']}</td><td>{r['plan_index']}</td>"
-            f"<td class=\"{'bad' if r['status'] != 'completed' else ''}\">{escape(r['status'])}</td>"
+            f'<td class="{"bad" if r["status"] != "completed" else ""}">{escape(r["status"])}</td>'
             f"<td>{escape(r['started_at'].astimezone().strftime('%Y-%m-%d %H:%M:%S') if r['started_at'] else '')}</td>"
             f"<td>{escape(r['error'] or '')}</td></tr>"
             for r in runs
         )
-        full = json.dumps([{"step": s["step"], "status": s["status"], "result": _short_json(s["result"])} for s in steps], indent=2, ensure_ascii=False, default=str)
+        full = json.dumps(
+            [{"step": s["step"], "status": s["status"], "result": _short_json(s["result"])} for s in steps], indent=2, ensure_ascii=False, default=str
+        )
         written = (first.get("extra") or {}).get("steps")  # the workflow's steps and options, resolved for this scenario
         written_html = (
             f"<details open><summary>steps and options as the workflow set them</summary><pre>{escape(json.dumps(written, indent=2, ensure_ascii=False, default=str))}</pre></details>"
@@ -328,8 +345,19 @@ def _configuration(data: dict) -> str:
         )
         out.append(
             f'<div class="card"><h3>{escape(sc["scenario"])}</h3>'
-            + _kv([("parameters", sc["params"]), ("domain", f"{dom.get('name', '')} · {(dom.get('memory_kib') or 0) // 1024} MiB · {dom.get('vcpus', '')} vCPU · {dom.get('virt_type', '')}" if dom else None),
-                   ("workload", guest.get("workload")), ("hosts", f"{first.get('source_uri')} → {first.get('destination_uri')}" if first else None)])
+            + _kv(
+                [
+                    ("parameters", sc["params"]),
+                    (
+                        "domain",
+                        f"{dom.get('name', '')} · {(dom.get('memory_kib') or 0) // 1024} MiB · {dom.get('vcpus', '')} vCPU · {dom.get('virt_type', '')}"
+                        if dom
+                        else None,
+                    ),
+                    ("workload", guest.get("workload")),
+                    ("hosts", f"{first.get('source_uri')} → {first.get('destination_uri')}" if first else None),
+                ]
+            )
             + written_html
             + f'<table class="runs"><thead><tr><th>#</th><th>step</th><th>status</th><th>what it did (first run)</th></tr></thead><tbody>{step_lines}</tbody></table>'
             + f'<table class="runs"><thead><tr><th>run</th><th>repetition</th><th>plan position</th><th>status</th><th>started</th><th>error</th></tr></thead><tbody>{run_rows}</tbody></table>'

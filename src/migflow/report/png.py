@@ -53,7 +53,14 @@ def write_pngs(data: dict, directory: Path) -> list[str]:
                 seen.add(r["direction"])
                 ax.scatter(xs, [y] * len(xs), s=28, color=color, edgecolor="white", linewidth=0.8, zorder=3, label=leg_label)
                 if r.get("low") is not None and math.isfinite(r["low"]):
-                    ax.plot([max(0, r["low"] / scale) if min(xs) >= 0 else r["low"] / scale, r["high"] / scale], [y, y], color=color, alpha=0.5, linewidth=2.5, solid_capstyle="round")
+                    ax.plot(
+                        [max(0, r["low"] / scale) if min(xs) >= 0 else r["low"] / scale, r["high"] / scale],
+                        [y, y],
+                        color=color,
+                        alpha=0.5,
+                        linewidth=2.5,
+                        solid_capstyle="round",
+                    )
                 if r.get("mean") is not None:
                     ax.plot([r["mean"] / scale] * 2, [y - 0.12, y + 0.12], color=color, linewidth=2.5)
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
@@ -80,13 +87,21 @@ def write_pngs(data: dict, directory: Path) -> list[str]:
             continue
         reps = sorted({lg["repetition"] for lg in legs})
         fig, axes = plt.subplots(1, 3, figsize=(13, 3.4), dpi=100)
-        for ax, (key, title, unit) in zip(axes, (("remaining_mib", "Remaining RAM", "MiB"), ("mbps", "Throughput", "Mbit/s"), ("dirty_mibs", "Dirty rate", "MiB/s"))):
+        for ax, (key, title, unit) in zip(
+            axes, (("remaining_mib", "Remaining RAM", "MiB"), ("mbps", "Throughput", "Mbit/s"), ("dirty_mibs", "Dirty rate", "MiB/s")), strict=True
+        ):
             for lg in legs:
                 pts = lg[key]
                 color = direction_color(lg["direction"])
                 if pts:
-                    ax.plot([t / 1000 for t, _ in pts], [v for _, v in pts], color=color, linestyle=_dash(DASHES[reps.index(lg["repetition"]) % len(DASHES)]),
-                            linewidth=1.5, label=f"{lg['direction']} rep {lg['repetition']}")
+                    ax.plot(
+                        [t / 1000 for t, _ in pts],
+                        [v for _, v in pts],
+                        color=color,
+                        linestyle=_dash(DASHES[reps.index(lg["repetition"]) % len(DASHES)]),
+                        linewidth=1.5,
+                        label=f"{lg['direction']} rep {lg['repetition']}",
+                    )
                 for m in lg["iterations"]:
                     ax.axvline(m / 1000, ymax=0.05, color=color, linewidth=1.5)
             ax.set_title(f"{title} ({unit})", fontsize=10)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-__all__ = ["SUMMARY_METRICS", "CHART_METRICS", "scale_of", "summary_rows", "strip_rows", "leg_series", "scenario_order"]
+__all__ = ["CHART_METRICS", "SUMMARY_METRICS", "leg_series", "scale_of", "scenario_order", "strip_rows", "summary_rows"]
 
 #: metric -> (column heading, display unit, divisor)
 SCALES = {
@@ -50,17 +50,19 @@ def summary_rows(data: dict) -> list[dict]:
             legs = [lg for lg in data["legs"] if lg["scenario"] == sc and lg["leg"] == leg_no]
             done = [lg for lg in legs if lg["status"] == "completed"]
             errors = sorted({f"{lg['status']}: {lg['error']}" for lg in legs if lg["status"] != "completed" and lg["error"]})
-            out.append({
-                "scenario": sc,
-                "leg": leg_no,
-                "direction": direction,
-                "modes": sorted({lg["mode"] for lg in legs if lg["mode"]}),
-                "completed": len(done),
-                "total": len(legs),
-                "repetitions": sorted({lg["repetition"] for lg in legs}),
-                "errors": errors,
-                "stats": {m: stats.get((sc, leg_no, m)) for m in CHART_METRICS},
-            })
+            out.append(
+                {
+                    "scenario": sc,
+                    "leg": leg_no,
+                    "direction": direction,
+                    "modes": sorted({lg["mode"] for lg in legs if lg["mode"]}),
+                    "completed": len(done),
+                    "total": len(legs),
+                    "repetitions": sorted({lg["repetition"] for lg in legs}),
+                    "errors": errors,
+                    "stats": {m: stats.get((sc, leg_no, m)) for m in CHART_METRICS},
+                }
+            )
     return out
 
 
@@ -110,9 +112,19 @@ def leg_series(data: dict) -> dict[str, list[dict]]:
                     mbps.append(((s["ms"] + prev["ms"]) / 2, rate))
                 if prev is None or s["ms"] - prev["ms"] >= 20:
                     prev = s
-        out[lg["scenario"]].append({
-            "run_id": lg["run_id"], "leg": lg["leg"], "direction": lg["direction"], "repetition": lg["repetition"],
-            "status": lg["status"], "remaining_mib": remaining, "mbps": mbps, "dirty_mibs": dirty,
-            "iterations": marks, "mbps_derived": derived, "samples": len(samples),
-        })
+        out[lg["scenario"]].append(
+            {
+                "run_id": lg["run_id"],
+                "leg": lg["leg"],
+                "direction": lg["direction"],
+                "repetition": lg["repetition"],
+                "status": lg["status"],
+                "remaining_mib": remaining,
+                "mbps": mbps,
+                "dirty_mibs": dirty,
+                "iterations": marks,
+                "mbps_derived": derived,
+                "samples": len(samples),
+            }
+        )
     return out

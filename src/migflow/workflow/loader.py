@@ -25,8 +25,9 @@ import copy
 import difflib
 import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 try:
     import tomllib
@@ -42,7 +43,7 @@ from .locate import Locator
 from .model import StepUse, Workflow
 from .schema import core_schema
 
-__all__ = ["load_workflow", "validate_file", "check_file", "check_text", "format_path", "parse_path"]
+__all__ = ["check_file", "check_text", "format_path", "load_workflow", "parse_path", "validate_file"]
 
 MAX_REPETITIONS = 1000
 #: bounds on the expanded plan: a matrix of 7 parameters x 10 values is 10^7
@@ -59,9 +60,7 @@ def _is_integer(checker, instance) -> bool:  # 2.0 is a float in TOML, and true 
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-Validator = validators.extend(
-    Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer)
-)
+Validator = validators.extend(Draft202012Validator, type_checker=Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
 
 
 def _validator(schema: dict):
@@ -203,9 +202,7 @@ def translate(error: ValidationError, *, prefix: list | None = None, noun: str =
     if kw in ("additionalProperties", "unevaluatedProperties") and isinstance(inst, dict):
         known = _known_keys(schema)
         patterns = list((schema.get("patternProperties") or {}).keys())
-        extras = [
-            k for k in inst if k not in (schema.get("properties") or {}) and not any(re.search(p, k) for p in patterns)
-        ]
+        extras = [k for k in inst if k not in (schema.get("properties") or {}) and not any(re.search(p, k) for p in patterns)]
         if not extras:
             return [(path, error.message)]
         out = []
@@ -268,7 +265,6 @@ class MissingPlugin(ValidationIssue):
     (:func:`load_workflow` then raises a :class:`WorkflowError` with exit status 3)."""
 
     __slots__ = ()
-
 
 
 class _Issues:
@@ -435,7 +431,7 @@ def _check_matrix(matrix: dict, issues: _Issues) -> tuple[dict, list, list]:
                     f"{_got(v)} is not a value of {k!r}, so this rule excludes nothing ({dym}values: {_quote_list(params[k])})",
                 )
     if not params and not include:
-        issues.add(["matrix"], "the matrix names no parameter: add one (mode = [\"p2p\", \"managed-direct\"]) or an include list")
+        issues.add(["matrix"], 'the matrix names no parameter: add one (mode = ["p2p", "managed-direct"]) or an include list')
     return params, exclude, include
 
 
@@ -449,8 +445,11 @@ def _plan_size_ok(wf: Workflow, issues: _Issues, *, reps_option: bool = False) -
         return False
     reps = wf.repetitions if _is_integer(None, wf.repetitions) and 1 <= wf.repetitions <= MAX_REPETITIONS else 1  # else reported already
     if n * reps > MAX_RUNS:
-        issues.add(["repetitions"], f"{n:,} scenario(s) x {reps:,} repetitions = {n * reps:,} runs; at most {MAX_RUNS:,} are allowed: fewer repetitions or a smaller matrix",
-                   shown_path="--repetitions" if reps_option else None)
+        issues.add(
+            ["repetitions"],
+            f"{n:,} scenario(s) x {reps:,} repetitions = {n * reps:,} runs; at most {MAX_RUNS:,} are allowed: fewer repetitions or a smaller matrix",
+            shown_path="--repetitions" if reps_option else None,
+        )
         return False
     return True
 
@@ -550,7 +549,9 @@ def _scenario_checks(wf: Workflow, doc: dict, plugins, issues: _Issues, core_val
                     Validator.check_schema(schema)
                     v = validators_[s.name] = _validator(schema)
                 except Exception as exc:  # a plugin bug, not the user's
-                    issues.add(["steps", s.index, "use"], f"the step {s.name!r} has an invalid options schema (a bug in its plugin): {getattr(exc, 'message', exc)}")
+                    issues.add(
+                        ["steps", s.index, "use"], f"the step {s.name!r} has an invalid options schema (a bug in its plugin): {getattr(exc, 'message', exc)}"
+                    )
                     v = validators_[s.name] = False
             if v is False:
                 continue

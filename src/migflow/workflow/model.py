@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["StepUse", "Scenario", "PlannedRun", "Workflow"]
+__all__ = ["PlannedRun", "Scenario", "StepUse", "Workflow"]
 
 
 @dataclass

@@ -24,12 +24,12 @@ __all__ = [
     "ORDERS",
     "SubstitutionError",
     "combinations",
+    "expand",
     "label",
+    "new_seed",
+    "order_runs",
     "references",
     "substitute",
-    "order_runs",
-    "expand",
-    "new_seed",
 ]
 
 ORDERS = ("interleaved", "sequential", "shuffled")
@@ -69,7 +69,7 @@ def combinations(params: dict[str, list], exclude: list[dict] = (), include: lis
     out: list[dict] = []
     if names:
         for values in itertools.product(*(params[n] for n in names)):
-            combo = dict(zip(names, values))
+            combo = dict(zip(names, values, strict=True))
             if not any(_matches(combo, rule) for rule in exclude):
                 out.append(combo)
     elif not include:
@@ -144,7 +144,7 @@ def _substitute_str(s: str, params: dict, path: list) -> Any:
                 raise SubstitutionError(
                     path,
                     f"parameter {m.group(1)!r} is a {'list' if isinstance(v, list) else 'table'}: "
-                    f"it can only be used as a whole value (\"${{{m.group(1)}}}\"), not inside {s!r}",
+                    f'it can only be used as a whole value ("${{{m.group(1)}}}"), not inside {s!r}',
                     m.group(1),
                 )
             out.append(_text(v))

@@ -24,7 +24,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["core_schema", "workflow_schema", "step_schema_for_editor", "SCHEMA_ID"]
+__all__ = ["SCHEMA_ID", "core_schema", "step_schema_for_editor", "workflow_schema"]
 
 SCHEMA_ID = "urn:migflow:schemas:workflow"
 _PARAM_REF = {"$ref": "#/$defs/parameter"}

@@ -4,10 +4,10 @@ manager with the plugin registered, no global state, no hosts."""
 from __future__ import annotations
 
 import click
+import migflow_example
 import pytest
 from click.testing import CliRunner
 
-import migflow_example
 from migflow.plugins import get_plugins
 
 
@@ -35,11 +35,14 @@ def test_hello_command():
 
 
 def test_guest_check_fails_without_a_heartbeat():
-    from migflow.errors import StepError
+    from typing import ClassVar
+
     from migflow_example.steps import guest_check
 
+    from migflow.errors import StepError
+
     class Ctx:
-        state = {"domain": {"serial_path": None}}
+        state: ClassVar[dict] = {"domain": {"serial_path": None}}
 
     with pytest.raises(StepError, match="needs a guest with a heartbeat"):
         guest_check(Ctx(), {})

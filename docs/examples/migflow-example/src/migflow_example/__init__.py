@@ -11,7 +11,7 @@ from __future__ import annotations
 from migflow.hookspecs import hookimpl
 from migflow.registry import ModeSpec, StepSpec
 
-__all__ = ["MODES", "migflow_register_modes", "migflow_register_steps", "migflow_register_commands"]
+__all__ = ["MODES", "migflow_register_commands", "migflow_register_modes", "migflow_register_steps"]
 
 __version__ = "0.1.0"
 
@@ -42,7 +42,9 @@ def migflow_register_modes(register):
 def migflow_register_steps(register):
     from .steps import GUEST_CHECK_OPTIONS, guest_check
 
-    register(StepSpec("guest-check", guest_check, GUEST_CHECK_OPTIONS, description="Check that the guest's heartbeat still grows (it survived the migrations)."))
+    register(
+        StepSpec("guest-check", guest_check, GUEST_CHECK_OPTIONS, description="Check that the guest's heartbeat still grows (it survived the migrations).")
+    )
 
 
 @hookimpl
