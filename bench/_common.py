@@ -85,7 +85,7 @@ def machine_note() -> str:
 # -- the lab ---------------------------------------------------------------------
 def lab_ready(rate: str | None) -> None:
     """Bring the lab up if needed and shape its link to ``rate`` (None: unshaped).  Call under the lock."""
-    from migflow_lab import hosts
+    from migflow_lab import api as hosts
 
     if not hosts.is_up():
         log("the lab is down: migflow lab up")
@@ -94,7 +94,7 @@ def lab_ready(rate: str | None) -> None:
 
 
 def lab_unshape() -> None:
-    from migflow_lab import hosts
+    from migflow_lab import api as hosts
 
     if hosts.is_up():
         hosts.shape()
@@ -122,7 +122,7 @@ class BenchDomain:
         return libvirt.open(uri)
 
     def create(self) -> None:
-        from migflow_lab import hosts
+        from migflow_lab import api as hosts
         from migflow_lab.guest import guest_image
         from migflow_libvirt.domain_xml import domain_xml
 

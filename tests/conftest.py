@@ -32,7 +32,7 @@ def lab():
         if os.environ.get("CI"):  # CI must run the lab tests, never skip them
             pytest.fail(f"the lab is required in CI: {reason}")
         pytest.skip(reason)
-    from migflow_lab import hosts
+    from migflow_lab import api as hosts
 
     from migflow.errors import PrerequisiteError
 

@@ -23,7 +23,7 @@ TRIGGER_BYTES = 2 * 2**20
 
 
 def _act(fault: str, ctx, leg) -> None:
-    from migflow_lab import hosts
+    from migflow_lab import api as hosts
 
     if fault == "abort":
         import libvirt

@@ -105,7 +105,7 @@ def restore_found(db):
 def healthy_after(lab, tmp_path):
     """After the case: the lab is healthy again and a plain run on the same hosts succeeds."""
     yield
-    from migflow_lab import hosts
+    from migflow_lab import api as hosts
 
     subprocess.run(["ip", "link", "set", "mflab-b-br", "up"], check=False)
     if not hosts.is_up():
@@ -205,9 +205,9 @@ def test_ctrl_c_aborts_the_leg_restores_and_records_interrupted(tmp_path, health
 
 def wait_until_only_on(where, timeout=120):
     import libvirt
-    from migflow_lab import hosts
+    from migflow_lab import api as hosts
 
-    uris = {h["name"]: h["uri"] for h in hosts.LAB_HOSTS}
+    uris = {h.name: h.uri for h in hosts.HOSTS}
     want = {"source": uris["mflab-a"], "destination": uris["mflab-b"]}[where]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

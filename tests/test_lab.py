@@ -19,12 +19,16 @@ import xml.etree.ElementTree as ET
 from typing import ClassVar
 
 import pytest
-from migflow_lab import hosts, shaping
+from migflow_lab import api as hosts
+from migflow_lab import prereqs, shaping, system
+from migflow_lab.daemons import MARKER
+from migflow_lab.state import alive
 
 from migflow.errors import PrerequisiteError, StepError, UsageError
+from migflow.procs import command_name, process_start
 from migflow.registry import HostPair
 
-A, B = hosts.LAB_HOSTS
+A, B = hosts.HOSTS
 
 
 def _libvirt():
@@ -60,7 +64,7 @@ def _running_names(conn) -> set[str]:
 
 
 def test_lab_uris_and_pair():
-    pair = hosts.lab_host_pair()
+    pair = hosts.host_pair()
     assert pair == HostPair("qemu+tcp://198.18.0.1/system", "qemu+tcp://198.18.0.2/system", lab=True)
     assert hosts.is_lab_uri("qemu+tcp://198.18.0.2/system")
     assert hosts.is_lab_uri("qemu+tcp://198.18.0.1:16509/system")
@@ -119,7 +123,7 @@ def test_prerequisites_name_the_fix(monkeypatch):
         hosts.check_prerequisites()
     assert "sudo" in exc.value.hint
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(hosts, "_which", lambda c: None if c in ("tc", "libvirtd") else f"/usr/bin/{c}")
+    monkeypatch.setattr(prereqs, "which", lambda c: None if c in ("tc", "libvirtd") else f"/usr/bin/{c}")
     with pytest.raises(PrerequisiteError) as exc:
         hosts.check_prerequisites()
     assert "libvirtd" in exc.value.message and "tc" in exc.value.message and "iproute2" in exc.value.message
@@ -163,10 +167,10 @@ def test_status_shape_and_daemons_reachable(lab):
 
 @pytest.mark.lab
 def test_host_exec_runs_inside_the_host(lab):
-    out = hosts.host_exec("mflab-a", ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=True)
+    out = hosts.run_on("mflab-a", ["ip", "-o", "-4", "addr", "show"], capture_output=True, text=True, check=True)
     assert "198.18.0.1/24" in out.stdout and "198.18.0.2" not in out.stdout
     # the host's private mount namespace: its own /etc/libvirt
-    conf = hosts.host_exec("b", ["cat", "/etc/libvirt/libvirtd.conf"], capture_output=True, text=True, check=True).stdout
+    conf = hosts.run_on("b", ["cat", "/etc/libvirt/libvirtd.conf"], capture_output=True, text=True, check=True).stdout
     assert 'listen_addr = "198.18.0.2"' in conf
 
 
@@ -179,7 +183,7 @@ def test_domain(lab):
     os.makedirs(os.path.dirname(serial), exist_ok=True)
     if os.path.exists(serial):
         os.unlink(serial)
-    conn_a = libvirt.open(A["uri"])
+    conn_a = libvirt.open(A.uri)
     dom = conn_a.createXML(_domain_xml(name, serial), 0)
     yield name, dom, serial
     for h in (A, B):
@@ -202,7 +206,7 @@ def test_migrate_managed_direct_and_p2p(lab, test_domain):
     from migflow_lab.heartbeat import HeartbeatMonitor
 
     name, dom, serial = test_domain
-    conn_a, conn_b = libvirt.open(A["uri"]), libvirt.open(B["uri"])
+    conn_a, conn_b = libvirt.open(A.uri), libvirt.open(B.uri)
     beat = HeartbeatMonitor(serial).start()
 
     def still_dirtying(where: str) -> None:
@@ -216,15 +220,15 @@ def test_migrate_managed_direct_and_p2p(lab, test_domain):
         assert name in _running_names(conn_a)
         assert hosts.qemu_pids("a"), "no QEMU process inside host a's namespace"
         # stdio_handler = "file": the domain runs without virtlogd
-        in_lab = hosts._pids_in_netns({hosts._netns_inode(h["name"]) for h in hosts.LAB_HOSTS})
-        assert not [p for p in in_lab if hosts._comm(p) == "virtlogd"]
+        in_lab = system.pids_in_netns({system.netns_inode(h.name) for h in hosts.HOSTS})
+        assert not [p for p in in_lab if command_name(p) == "virtlogd"]
         # A -> B, managed direct: this client talks to both daemons
         new = dom.migrate(conn_b, libvirt.VIR_MIGRATE_LIVE, None, None, 0)
         assert new is not None and new.name() == name
         assert name in _running_names(conn_b) and name not in _running_names(conn_a)
         still_dirtying("host b")
         # B -> A, peer to peer: host b's daemon talks to host a's
-        conn_b.lookupByName(name).migrateToURI3(A["uri"], {}, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER)
+        conn_b.lookupByName(name).migrateToURI3(A.uri, {}, libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER)
         assert name in _running_names(conn_a) and name not in _running_names(conn_b)
         still_dirtying("host a again")
         st = hosts.status()
@@ -266,10 +270,10 @@ c.close()
 def _throughput_mbit(seconds: float = 3.0, max_bytes: int = 300 << 20) -> float:
     """TCP throughput host a -> host b, measured by the receiver, in Mbit/s."""
     port = "5201"
-    recv = subprocess.Popen(hosts.host_argv("b", [sys.executable, "-c", _RECEIVER, B["address"], port]), stdout=subprocess.PIPE, text=True)
+    recv = subprocess.Popen(hosts.command_on("b", [sys.executable, "-c", _RECEIVER, B.address, port]), stdout=subprocess.PIPE, text=True)
     try:
         assert recv.stdout.readline().strip() == "ready"
-        hosts.host_exec("a", [sys.executable, "-c", _SENDER, B["address"], port, str(seconds), str(max_bytes)], check=True, timeout=30)
+        hosts.run_on("a", [sys.executable, "-c", _SENDER, B.address, port, str(seconds), str(max_bytes)], check=True, timeout=30)
         out, _ = recv.communicate(timeout=30)
     finally:
         if recv.poll() is None:
@@ -293,7 +297,7 @@ def test_shaping_rate_limits_throughput(lab):
     assert 25 <= low <= 60, f"50mbit link measured {low:.1f} Mbit/s"
     assert 100 <= high <= 230, f"200mbit link measured {high:.1f} Mbit/s"
     assert high > 2 * low
-    qd = subprocess.run(["tc", "-n", A["name"], "qdisc", "show", "dev", f"{A['name']}-in"], check=False, capture_output=True, text=True).stdout
+    qd = subprocess.run(["tc", "-n", A.name, "qdisc", "show", "dev", f"{A['name']}-in"], check=False, capture_output=True, text=True).stdout
     assert ("tbf" in qd) == bool(before.get("rate"))
 
 
@@ -304,7 +308,7 @@ def test_shape_link_step_records_link(lab):
     step = get_plugins().step("shape-link")
 
     class Ctx:
-        hosts = hosts.lab_host_pair()
+        hosts = hosts.host_pair()
         state: ClassVar[dict] = {}
 
     ctx = Ctx()
@@ -326,7 +330,7 @@ def test_delay_shaping_or_clear_error(lab):
     try:
         if hosts.netem_available():
             hosts.shape(delay_ms=20)
-            out = hosts.host_exec("a", ["ping", "-c", "3", "-i", "0.2", B["address"]], capture_output=True, text=True)
+            out = hosts.run_on("a", ["ping", "-c", "3", "-i", "0.2", B.address], capture_output=True, text=True)
             if out.returncode == 0:
                 avg = float(out.stdout.rsplit("=", 1)[1].split("/")[1])
                 assert avg >= 35, f"rtt {avg} ms with 20 ms each way"
@@ -343,9 +347,9 @@ def test_prepare_hosts_and_default_hosts(lab):
     from migflow.plugins import get_plugins
 
     hook = get_plugins().hook
-    assert hook.migflow_default_hosts() == hosts.lab_host_pair()
+    assert hook.migflow_default_hosts() == hosts.host_pair()
     lines: list[str] = []
-    hook.migflow_prepare_hosts(hosts=hosts.lab_host_pair(), echo=lines.append)  # up already: silent
+    hook.migflow_prepare_hosts(hosts=hosts.host_pair(), echo=lines.append)  # up already: silent
     hook.migflow_prepare_hosts(hosts=HostPair("qemu+tls://a.example/system", "qemu+tls://b.example/system"), echo=lines.append)
     assert lines == []
 
@@ -354,7 +358,7 @@ def test_prepare_hosts_and_default_hosts(lab):
 def test_up_twice_is_idempotent(lab):
     before_state = hosts.STATE_FILE.read_bytes()
     before_mtime = hosts.STATE_FILE.stat().st_mtime_ns
-    pids = [hosts.libvirtd_pid(h["name"]) for h in hosts.LAB_HOSTS]
+    pids = [hosts.libvirtd_pid(h) for h in hosts.HOSTS]
     lines: list[str] = []
     st = hosts.up(echo=lines.append)
     assert st["up"] and lines == ["lab: already up"]
@@ -366,7 +370,7 @@ def test_up_twice_is_idempotent(lab):
 @pytest.mark.lab
 def test_up_recovers_from_killed_daemons(lab):
     libvirt = _libvirt()
-    conn = libvirt.open(A["uri"])
+    conn = libvirt.open(A.uri)
     os.makedirs("/var/tmp/migflow/serial", exist_ok=True)
     conn.createXML(_domain_xml(f"mflab-orphan-{os.getpid()}", f"/var/tmp/migflow/serial/mflab-orphan-{os.getpid()}.log"), 0)
     conn.close()
@@ -385,7 +389,7 @@ def test_up_recovers_from_killed_daemons(lab):
     new = [h["libvirtd_pid"] for h in st["hosts"]]
     assert all(new) and not set(new) & set(old)
     assert all(h["domains"] == [] for h in st["hosts"])
-    assert not any(hosts._proc_start(p) for p in orphans), "the QEMU of the killed lab is still running"
+    assert not any(process_start(p) for p in orphans), "the QEMU of the killed lab is still running"
 
 
 def _mount_lines_mentioning(paths: tuple[str, ...]) -> list[str]:
@@ -412,13 +416,13 @@ def test_zz_down_leaves_nothing(lab):
     hosts.down(echo=lines.append)
     assert lines[-1] == "lab: down"
     netns = subprocess.run(["ip", "netns", "list"], check=False, capture_output=True, text=True).stdout
-    assert not any(h["name"] in netns for h in hosts.LAB_HOSTS), netns
+    assert not any(h.name in netns for h in hosts.HOSTS), netns
     links = subprocess.run(["ip", "-o", "link", "show"], check=False, capture_output=True, text=True).stdout
     assert "mflab" not in links, links
-    assert not any(hosts._alive(e) for e in state["pids"]), "a process the lab started is still alive"
+    assert not any(alive(e) for e in state["pids"]), "a process the lab started is still alive"
     assert not _mount_lines_mentioning((str(hosts.LAB_ROOT), "/run/netns/mflab")), "leftover mounts"
     assert not hosts.STATE_FILE.exists()
-    assert not hosts._marked_pids()
+    assert not system.marked_pids(MARKER)
     again: list[str] = []
     hosts.down(echo=again.append)
     assert again == ["lab: already down; nothing to do"]
@@ -427,6 +431,6 @@ def test_zz_down_leaves_nothing(lab):
     from migflow.plugins import get_plugins
 
     lines = []
-    get_plugins().hook.migflow_prepare_hosts(hosts=hosts.lab_host_pair(), echo=lines.append)
+    get_plugins().hook.migflow_prepare_hosts(hosts=hosts.host_pair(), echo=lines.append)
     assert lines[0] == "the lab is down; bringing it up (migflow lab up)"
     assert hosts.is_up()

@@ -100,7 +100,7 @@ def test_qemu_backend_migrates_both_ways_and_fills_the_statistics(both):
 
 
 def test_nothing_left_running(both):
-    from migflow_lab import hosts
+    from migflow_lab import api as hosts
 
     db, proc, _ = both
     assert proc.returncode == 0, proc.stderr

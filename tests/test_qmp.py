@@ -136,16 +136,30 @@ def test_closed_connection_and_timeouts(server, tmp_path):
 
 
 def test_host_uris():
-    a = resolve("qemu+lab://mflab-a")
-    assert (a.kind, a.name, a.address) == ("lab", "mflab-a", "198.18.0.1")
-    assert resolve("qemu+lab://b").address == "198.18.0.2"
-    assert resolve("qemu+tcp://198.18.0.2/system").name == "mflab-b"  # the lab's libvirt URI
-    local = resolve("qemu+local://127.0.0.2")
+    from migflow.plugins import get_plugins
+
+    hook = get_plugins().hook
+    a = resolve("qemu+lab://mflab-a", hook)
+    assert (a.kind, a.name, a.address) == ("plugin", "mflab-a", "198.18.0.1")
+    assert a.runner is not None and a.runner.same_machine
+    assert resolve("qemu+lab://b", hook).address == "198.18.0.2"
+    assert resolve("qemu+tcp://198.18.0.2/system", hook).name == "mflab-b"  # the lab's libvirt URI
+    local = resolve("qemu+local://127.0.0.2", hook)
     assert (local.kind, local.address) == ("local", "127.0.0.2")
     assert local.argv(["qemu-system-x86_64", "-version"]) == ["qemu-system-x86_64", "-version"]
-    for bad in ("qemu+ssh://root@a/system", "qemu+local://not-an-address", "qemu+lab://mflab-z", "nonsense"):
+    for bad in ("qemu+ssh://root@a/system", "qemu+tcp://a/system", "qemu+local://not-an-address", "qemu+lab://mflab-z", "nonsense"):
         with pytest.raises(HostError):
-            resolve(bad)
+            resolve(bad, hook)
+
+
+def test_lab_hosts_need_the_lab_plugin(monkeypatch):
+    """The qemu backend reaches lab hosts only through the lab plugin's hook: disabled lab, clear error."""
+    from migflow.plugins import get_plugins
+
+    monkeypatch.setenv("MIGFLOW_DISABLE_PLUGINS", "lab")
+    with pytest.raises(HostError, match="no plugin manages that lab host") as info:
+        resolve("qemu+lab://mflab-a", get_plugins().hook)
+    assert "MIGFLOW_DISABLE_PLUGINS" in (info.value.hint or "")
 
 
 def test_qemu_modes_refuse_libvirt_only_flags(tmp_path):

@@ -2,7 +2,7 @@
 
 Contributes the ``migflow lab`` commands, the ``shape-link`` step, the default
 hosts (the lab's two libvirt daemons), the guest image (see :mod:`.guest`) and brings the lab up before a run that
-uses it.  The machinery lives in :mod:`migflow_lab.hosts`; heavy imports
+uses it.  The machinery lives in the package's modules (:mod:`.lifecycle` up and down, :mod:`.network`, :mod:`.daemons`); :mod:`.api` is its public face; heavy imports
 (libvirt) happen only inside the functions that need them.
 """
 
@@ -13,6 +13,7 @@ from migflow.hookspecs import hookimpl
 __all__ = [
     "migflow_default_hosts",
     "migflow_guest_image",
+    "migflow_host_runner",
     "migflow_leg_finished",
     "migflow_leg_started",
     "migflow_prepare_hosts",
@@ -31,22 +32,35 @@ def migflow_register_commands(cli) -> None:
 
 @hookimpl
 def migflow_default_hosts():
-    from .hosts import lab_host_pair
+    from .topology import host_pair
 
-    return lab_host_pair()
+    return host_pair()
 
 
 @hookimpl
 def migflow_prepare_hosts(hosts, echo) -> None:
-    from . import hosts as lab
+    """Bring the lab up when a host of the run is one of the lab's (libvirt or ``qemu+lab://`` URI)."""
+    from . import api as lab
 
-    uris = (getattr(hosts, "source", None), getattr(hosts, "destination", None))
-    if not any(lab.is_lab_uri(u) for u in uris):
-        return
-    if lab.is_up():
-        return
-    echo("the lab is down; bringing it up (migflow lab up)")
-    lab.up(echo=echo)
+    if any(lab.is_lab_uri(u) for u in (hosts.source, hosts.destination)):
+        lab.ensure_up(echo)
+
+
+@hookimpl
+def migflow_host_runner(uri):
+    """Commands on a lab host run inside its namespaces (``nsenter`` into its libvirtd)."""
+    from .topology import find_host
+
+    h = find_host(uri) if "://" in uri else None
+    if h is None:
+        return None
+    from functools import partial
+
+    from migflow.registry import HostRunner
+
+    from .api import command_on
+
+    return HostRunner(h.name, h.address, partial(command_on, h), same_machine=True)
 
 
 @hookimpl

@@ -72,9 +72,9 @@ def up_cmd(rate, delay_ms, jitter_ms, loss_pct) -> None:
       migflow lab up
       migflow lab up --rate 1gbit --delay-ms 5 --loss-pct 0.1
     """
-    from . import hosts
+    from . import api as lab
 
-    hosts.up(rate=rate, delay_ms=delay_ms, jitter_ms=jitter_ms, loss_pct=loss_pct, echo=click.echo)
+    lab.up(rate=rate, delay_ms=delay_ms, jitter_ms=jitter_ms, loss_pct=loss_pct, echo=click.echo)
 
 
 @lab_group.command("down")
@@ -85,9 +85,9 @@ def down_cmd() -> None:
     started (by PID), removes the namespaces, bridge, veths and state.
     Does nothing (and says so) when the lab is already down.
     """
-    from . import hosts
+    from . import api as lab
 
-    hosts.down(echo=click.echo)
+    lab.down(echo=click.echo)
 
 
 @lab_group.command("status")
@@ -100,13 +100,13 @@ def status_cmd(as_json: bool) -> None:
       migflow lab status
       migflow lab status --json | jq .hosts[0].uri
     """
-    from . import hosts
+    from . import api as lab
 
-    st = hosts.status()
+    st = lab.status()
     if as_json:
         click.echo(json.dumps(st, indent=2))
         return
-    click.echo(f"lab: {'up' if st['up'] else 'down'}  accel: {st['accel']}  link: {hosts.describe_link(st['link'])}")
+    click.echo(f"lab: {'up' if st['up'] else 'down'}  accel: {st['accel']}  link: {lab.describe_link(st['link'])}")
     for h in st["hosts"]:
         state = f"libvirtd pid {h['libvirtd_pid']}" if h["running"] else "not running"
         doms = ", ".join(f"{d['name']} ({d['state']})" for d in h["domains"]) or "no domains"
@@ -130,12 +130,12 @@ def shape_cmd(rate, delay_ms, jitter_ms, loss_pct, clear: bool) -> None:
       migflow lab shape --loss-pct 0.5
       migflow lab shape --clear
     """
-    from . import hosts
+    from . import api as lab
 
     values = (rate, delay_ms, jitter_ms, loss_pct)
     if clear and any(v is not None for v in values):
         raise UsageError("--clear cannot be combined with other shaping options")
     if not clear and all(v is None for v in values):
         raise UsageError("nothing to shape", hint="give --rate, --delay-ms, --jitter-ms or --loss-pct, or --clear")
-    link = hosts.shape(*values) if not clear else hosts.shape()
-    click.echo(f"lab: link {hosts.describe_link(link)}")
+    link = lab.shape(*values) if not clear else lab.shape()
+    click.echo(f"lab: link {lab.describe_link(link)}")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import time
 
+from migflow.status import LegStatus, RunStatus
+
 __all__ = ["leg_finished", "leg_started", "run_finished"]
 
 #: after a leg, wait this long at most for the guest's heartbeat to resume
@@ -44,7 +46,7 @@ def leg_finished(ctx, leg) -> None:
     if mon is None or t0 is None:
         return
     t1 = time.monotonic()
-    if leg.status == "completed":
+    if leg.status == LegStatus.COMPLETED:
         # The gap that matters ends with the first heartbeat from the destination.
         deadline = t1 + RESUME_WAIT_S
         while time.monotonic() < deadline and (mon.last_heartbeat() or 0) <= t1:
@@ -63,7 +65,7 @@ def run_finished(ctx) -> None:
         mon.stop()
     domain = ctx.state.get("domain") or {}
     path = domain.get("serial_path")
-    if path and domain.get("created") and ctx.status != "lost":
+    if path and domain.get("created") and ctx.status != RunStatus.LOST:
         # the guest is gone (restore removed it): so is its heartbeat log
         try:
             os.unlink(path)

@@ -12,7 +12,7 @@ __all__ = ["run_shape_link", "shape_link_step"]
 
 def run_shape_link(ctx, options: dict) -> dict:
     """Apply the shaping in ``options`` when ``ctx.hosts`` are the lab's; record it in ``ctx.state["link"]``."""
-    from . import hosts as lab
+    from . import api as lab
 
     pair = getattr(ctx, "hosts", None)
     uris = (getattr(pair, "source", None), getattr(pair, "destination", None))

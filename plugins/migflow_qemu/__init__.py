@@ -71,19 +71,6 @@ def migflow_register_modes(register):
 
 
 @hookimpl
-def migflow_prepare_hosts(hosts, echo):
-    """Bring the lab up for ``qemu+lab://`` hosts (the lab plugin does it for its libvirt URIs)."""
-    uris = [getattr(hosts, "source", None), getattr(hosts, "destination", None)]
-    if not any(isinstance(u, str) and u.startswith("qemu+lab://") for u in uris):
-        return
-    from migflow_lab import hosts as lab
-
-    if not lab.is_up():
-        echo("the lab is down; bringing it up (migflow lab up)")
-        lab.up(echo=echo)
-
-
-@hookimpl
 def migflow_validate_scenario(workflow, scenario, plugins):
     if getattr(workflow, "backend", None) != "qemu":
         return []

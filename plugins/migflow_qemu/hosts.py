@@ -24,11 +24,13 @@ from __future__ import annotations
 import ipaddress
 import platform
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from migflow.errors import HostError
+from migflow.registry import HostRunner
 
-__all__ = ["URI_HINT", "QemuHost", "is_lab", "resolve"]
+__all__ = ["URI_HINT", "QemuHost", "resolve"]
 
 URI_HINT = "the qemu backend takes qemu+lab://mflab-a (a lab host), the lab's libvirt URIs, or qemu+local://ADDRESS (this machine)"
 
@@ -38,65 +40,49 @@ class QemuHost:
     """A place to run QEMU.
 
     :param uri: the URI as the workflow gave it.
-    :param kind: ``"lab"`` or ``"local"``.
-    :param name: the lab host's name (``mflab-a``) or the local address.
+    :param kind: ``"local"`` (this machine) or ``"plugin"`` (a host a plugin runs commands on: the lab's).
+    :param name: the host's name, or the local address.
     :param address: the address the destination QEMU listens on for migration.
+    :param runner: how to run commands there (``kind == "plugin"``).
     """
 
     uri: str
     kind: str
     name: str
     address: str
+    runner: HostRunner | None = None
 
     def argv(self, argv: list[str]) -> list[str]:
-        """The command line that runs ``argv`` on this host (``nsenter`` into a lab host)."""
-        if self.kind == "lab":
-            from migflow_lab import hosts as lab
-
-            return lab.host_argv(self.name, argv)
-        return list(argv)
+        """The command line that runs ``argv`` on this host."""
+        return self.runner.argv(argv) if self.runner is not None else list(argv)
 
     def info(self) -> dict:
         return {"uri": self.uri, "kind": self.kind, "host": self.name, "address": self.address, "kernel": platform.release()}
 
 
-def _lab_host(key: str, uri: str) -> QemuHost:
-    from migflow_lab import hosts as lab
+def resolve(uri: str, hook: Any) -> QemuHost:
+    """Turn a host URI into a :class:`QemuHost`; :class:`~migflow.errors.HostError` when unsupported.
 
-    for h in lab.LAB_HOSTS:
-        if key in (h["name"], h["name"].rsplit("-", 1)[-1], h["address"]):
-            return QemuHost(uri, "lab", h["name"], h["address"])
-    raise HostError(f"{uri!r}: {key!r} is not a lab host", hint="lab hosts: " + ", ".join(h["name"] for h in lab.LAB_HOSTS))
-
-
-def resolve(uri: str) -> QemuHost:
-    """Turn a host URI into a :class:`QemuHost`; :class:`~migflow.errors.HostError` when unsupported."""
+    ``qemu+local://ADDRESS`` is this machine; any other URI must be answered by
+    a plugin's ``migflow_host_runner`` (the lab's, for its hosts).
+    """
     try:
         parts = urlsplit(uri)
         hostname = parts.hostname
     except ValueError:
         raise HostError(f"{uri!r} is not a URI", hint=URI_HINT) from None
-    if parts.scheme == "qemu+lab" and hostname:
-        return _lab_host(hostname, uri)
     if parts.scheme == "qemu+local" and hostname:
         try:
             ipaddress.ip_address(hostname)
         except ValueError:
             raise HostError(f"{uri!r}: qemu+local needs an IP address the destination QEMU listens on", hint="e.g. qemu+local://127.0.0.1") from None
         return QemuHost(uri, "local", hostname, hostname)
-    if is_lab(uri):  # the lab's libvirt URI: the same lab host, driven without libvirt
-        return _lab_host(hostname, uri)
+    runner = hook.migflow_host_runner(uri=uri) if hook is not None else None
+    if runner is not None:
+        return QemuHost(uri, "plugin", runner.name, runner.address, runner)
+    if parts.scheme == "qemu+lab":
+        raise HostError(
+            f"the qemu backend cannot run QEMU on {uri!r}: no plugin manages that lab host",
+            hint="is the lab plugin disabled (MIGFLOW_DISABLE_PLUGINS)? lab hosts: mflab-a, mflab-b",
+        )
     raise HostError(f"the qemu backend cannot run QEMU on {uri!r}", hint=URI_HINT)
-
-
-def is_lab(uri) -> bool:
-    """True when ``uri`` names a lab host (``qemu+lab://...`` or one of the lab's libvirt URIs)."""
-    if not isinstance(uri, str):
-        return False
-    if uri.startswith("qemu+lab://"):
-        return True
-    try:
-        from migflow_lab import hosts as lab
-    except ImportError:
-        return False
-    return lab.is_lab_uri(uri)

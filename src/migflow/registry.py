@@ -104,3 +104,22 @@ class HostPair:
     source: str
     destination: str
     lab: bool = False
+
+
+@dataclass(frozen=True)
+class HostRunner:
+    """How to run commands on a machine that a plugin manages (answer of
+    :func:`~migflow.hookspecs.migflow_host_runner`).
+
+    :param name: the host's name (``mflab-a``).
+    :param address: the host's address on the migration network.
+    :param argv: ``argv(command)`` returns the command line that runs ``command``
+        (a list of strings) on that host, for :func:`subprocess.run` or ``Popen``.
+    :param same_machine: the host shares this machine's kernel, clock and files
+        (the embedded lab): /proc readings and heartbeat files are usable.
+    """
+
+    name: str
+    address: str
+    argv: Callable[[list[str]], list[str]]
+    same_machine: bool = False
