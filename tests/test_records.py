@@ -27,10 +27,10 @@ from migflow.records import (
     ingest_pending,
     open_readonly,
     pending_runs,
-    redact_uri,
     sample_from_stats,
 )
 from migflow.records.spool import list_spools, samples_path, spool_path
+from migflow.redact import redact_uri
 
 # The seed's query-migrate output (8 GiB guest, 1 GbE).
 SEED = {

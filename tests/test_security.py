@@ -24,7 +24,7 @@ from migflow.engine import Engine
 from migflow.hookspecs import hookimpl
 from migflow.plugins import get_plugins
 from migflow.progress import ProgressDisplay
-from migflow.records.values import redact_json, redact_text, redact_uri
+from migflow.redact import redact_json, redact_text, redact_uri
 from migflow.registry import BackendSpec, HostPair, ModeSpec
 from migflow.security import transport, transport_warnings
 

@@ -15,12 +15,14 @@ import platform
 import threading
 import time
 import uuid as uuidlib
+from typing import Any
 from urllib.parse import urlsplit
 
 import libvirt
 
 from migflow.backend import Backend
 from migflow.errors import HostError, StepError
+from migflow.status import LegStatus
 
 from .domain_xml import METADATA_NS, domain_xml
 from .events import ensure_event_loop
@@ -88,9 +90,9 @@ def _msg(exc: libvirt.libvirtError) -> str:
 
 
 def _redact(uri: str) -> str:
-    from migflow.records import redact_uri
+    from migflow.redact import redact_uri
 
-    return redact_uri(uri)
+    return redact_uri(uri) or ""
 
 
 class LibvirtBackend(Backend):
@@ -311,7 +313,7 @@ class LibvirtBackend(Backend):
     def _qmp(self, dom, command: str, arguments: dict | None = None) -> dict:
         import libvirt_qemu
 
-        cmd = {"execute": command}
+        cmd: dict[str, Any] = {"execute": command}
         if arguments:
             cmd["arguments"] = arguments
         try:
@@ -438,7 +440,7 @@ class LibvirtBackend(Backend):
             leg.stop_clock()
             message = _msg(exc)
             if state.get("timeout_action"):
-                message = f"timed out after {timeout['seconds']:g} s ({state['timeout_action']}): {message}"
+                message = f"timed out after {(timeout or {}).get('seconds', 0):g} s ({state['timeout_action']}): {message}"
             raise StepError(message) from None
         finally:
             if timer is not None:
@@ -570,7 +572,7 @@ class LibvirtBackend(Backend):
             if not original.get("persistent") and src.isPersistent() and src.isActive():
                 src.undefine()
                 end["actions"].append("made transient again on the source")
-            if not any(leg.status == "completed" for leg in ctx.legs) and ctx.state.get("original_qmp") and src.isActive():
+            if not any(leg.status == LegStatus.COMPLETED for leg in ctx.legs) and ctx.state.get("original_qmp") and src.isActive():
                 self._restore_qmp(src, ctx.state["original_qmp"])
                 end["actions"].append("migration capabilities and parameters restored")
         if where["destination"]:

@@ -79,7 +79,7 @@ def accel() -> str:
 
 def _qmp_call(proc: QemuProcess, command: str, arguments: dict | None = None, timeout: float = 30.0):
     try:
-        return proc.qmp.execute(command, arguments, timeout=timeout)
+        return proc.client.execute(command, arguments, timeout=timeout)
     except (QMPError, QMPConnectionError) as exc:
         raise StepError(f"QEMU on {proc.host.name}: {exc}") from None
 
@@ -100,7 +100,7 @@ class QemuBackend(Backend):
     # -- lifecycle ---------------------------------------------------------------
     def open(self) -> None:
         for uri in (self.source_uri, self.destination_uri):
-            self.hosts[uri] = resolve(uri)
+            self.hosts[uri] = resolve(uri, self.plugins.hook if self.plugins is not None else None)
         if shutil.which(QEMU) is None:
             raise PrerequisiteError(f"{QEMU} not found", hint="apt-get install qemu-system-x86 (or set MIGFLOW_QEMU_BINARY)")
         for host in self.hosts.values():
@@ -332,7 +332,7 @@ class QemuBackend(Backend):
         if timeout:
             timer = threading.Timer(timeout["seconds"], self._on_timeout, args=(ctx, leg, src, timeout.get("action", "abort")))
             timer.daemon = True
-        src.qmp.events()  # forget older events
+        src.client.events()  # forget older events
         state["src"] = src
         leg.start()  # client wall time: from `migrate` to `completed` as the client sees it
         try:
@@ -365,7 +365,7 @@ class QemuBackend(Backend):
             dst.stop()
             message = (leg.final_stats or {}).get("error-desc") or f"migration {status}"
             if state.get("timeout_action"):
-                message = f"timed out after {timeout['seconds']:g} s ({state['timeout_action']}): {message}"
+                message = f"timed out after {(timeout or {}).get('seconds', 0):g} s ({state['timeout_action']}): {message}"
             raise StepError(message)
         # The guest now lives in the destination QEMU; wait until it runs there, then quit the source.
         deadline = time.monotonic() + 10
@@ -387,7 +387,7 @@ class QemuBackend(Backend):
         want = ("MIGRATION", "MIGRATION_PASS")
         last_poll = 0.0
         while True:
-            ev = src.qmp.wait_event(lambda e: e.get("event") in want, 0.02)
+            ev = src.client.wait_event(lambda e: e.get("event") in want, 0.02)
             if ev is not None:
                 data = ev.get("data") or {}
                 if ev["event"] == "MIGRATION" and data.get("status") in _TERMINAL:
@@ -408,7 +408,7 @@ class QemuBackend(Backend):
 
     def _iteration_sample(self, ctx, leg, src: QemuProcess, iteration) -> None:
         try:
-            stats = src.qmp.execute("query-migrate", timeout=5)
+            stats = src.client.execute("query-migrate", timeout=5)
         except (QMPError, QMPConnectionError):
             return
         if stats and stats.get("status") not in (None, "none") and iteration is not None:
@@ -423,7 +423,7 @@ class QemuBackend(Backend):
         ctx.echo(f"leg {leg.number}: timeout reached, action {action}")
         command = {"abort": "migrate_cancel", "suspend": "stop", "postcopy": "migrate-start-postcopy"}[action]
         try:
-            src.qmp.execute(command, timeout=10)
+            src.client.execute(command, timeout=10)
         except (QMPError, QMPConnectionError) as exc:
             ctx.echo(f"leg {leg.number}: timeout action {action} failed: {exc}")
 

@@ -22,6 +22,13 @@ __all__ = ["QemuProcess"]
 class QemuProcess:
     """Start ``argv`` (already wrapped for its host) and connect to its QMP socket."""
 
+    @property
+    def client(self) -> QMPClient:
+        """The QMP connection of a started process (a :class:`StepError` before :meth:`start`)."""
+        if self.qmp is None:
+            raise StepError(f"QEMU on {self.host.name} has no QMP connection (it was not started)")
+        return self.qmp
+
     def __init__(self, host, argv: list[str], qmp_path: str, log_path: str, role: str):
         self.host = host
         self.argv = argv

@@ -11,14 +11,10 @@ from __future__ import annotations
 import threading
 
 from migflow.errors import StepError
-from migflow.legs import flatten_stats
 from migflow.records import sample_from_stats
-from migflow.records.schema import STAT_COLUMNS
+from migflow.status import LegStatus
 
 __all__ = ["arm", "on_finished", "on_progress", "run"]
-
-#: leg.extra keys stored in their own migrations columns
-EXTRA_COLUMNS = ("guest_pause_ms", "guest_dirty_rate_mibs")
 
 
 class _State:
@@ -48,28 +44,14 @@ def on_finished(ctx, leg) -> None:
     st = ctx.state.get("collect-qmp")
     if st is None:
         return
-    row: dict = {"leg": leg.number}
+    row: dict = {"leg": leg.number, "extra": dict(leg.extra)}
     if leg.final_stats:
-        flat = flatten_stats(leg.final_stats)
-        row.update({k: flat[k] for k in STAT_COLUMNS if k in flat})
         row["stats"] = leg.final_stats
-    row.update({k: leg.extra[k] for k in EXTRA_COLUMNS if leg.extra.get(k) is not None})
-    other = {k: v for k, v in leg.extra.items() if k not in EXTRA_COLUMNS}
-    if other:
-        row["extra"] = other
     with st.lock:
-        rows = st.samples.pop(leg.number, [])
-    # De-duplicate on the samples key (ms, kind) as the table's primary key demands.
-    seen, unique = set(), []
-    for r in rows:
-        key = (r["ms"], r["kind"])
-        if key not in seen:
-            seen.add(key)
-            unique.append(r)
-    st.written[leg.number] = len(unique)
+        samples = st.samples.pop(leg.number, [])
     ctx.recorder.add_leg(row)
-    if unique:
-        ctx.recorder.add_samples(unique)
+    ctx.recorder.add_samples(samples)
+    st.written[leg.number] = ctx.recorder.sample_count(leg.number)
     ctx.recorder.flush()
 
 
@@ -77,7 +59,7 @@ def run(ctx, options: dict) -> dict:
     st = ctx.state.get("collect-qmp")
     if st is None:  # pragma: no cover - arm always runs first
         raise StepError("collect-qmp was not armed")
-    missing = [leg.number for leg in ctx.legs if leg.status == "completed" and not leg.final_stats]
+    missing = [leg.number for leg in ctx.legs if leg.status == LegStatus.COMPLETED and not leg.final_stats]
     summary = {
         "legs": [{"leg": leg.number, "status": leg.status, "samples": st.written.get(leg.number, 0), "final_stats": bool(leg.final_stats)} for leg in ctx.legs]
     }

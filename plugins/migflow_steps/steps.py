@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from migflow.errors import StepError
+from migflow.status import LegStatus, RunStatus
 
 __all__ = ["migrate", "prepare_domain", "restore", "set_capabilities", "validate_scenario"]
 
@@ -45,7 +46,7 @@ def migrate(ctx, options: dict) -> dict:
                 raise
             break  # the domain did not move: no way back to take
         legs.append(_leg_summary(leg))
-    if expect == "failure" and all(leg["status"] == "completed" for leg in legs):
+    if expect == "failure" and all(leg["status"] == LegStatus.COMPLETED for leg in legs):
         raise StepError(f"mode {mode.name!r} migrated successfully, but the step expects failure (expect = 'failure')")
     return {"mode": mode.name, "flags": flags, "legs": legs}
 
@@ -57,7 +58,7 @@ def _leg_summary(leg) -> dict:
 def restore(ctx, options: dict) -> dict:
     end = ctx.backend.restore(ctx, options)
     if end.get("lost"):
-        ctx.status = "lost"
+        ctx.status = RunStatus.LOST
         ctx.error = end.get("message") or "the domain was lost: it runs on neither host"
     return end
 

@@ -8,9 +8,12 @@ The five built-in steps (``prepare-domain``, ``set-capabilities``, ``migrate``,
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .legs import Leg
+
+if TYPE_CHECKING:
+    from .plugins import Plugins
 
 __all__ = ["Backend"]
 
@@ -23,6 +26,9 @@ class Backend:
     def __init__(self, source_uri: str, destination_uri: str):
         self.source_uri = source_uri
         self.destination_uri = destination_uri
+        #: the run's plugins (set by :meth:`migflow.plugins.Plugins.make_backend`
+        #: before :meth:`open`): a backend asks other plugins through ``self.plugins.hook``
+        self.plugins: Plugins | None = None
 
     # -- lifecycle ---------------------------------------------------------
     def open(self) -> None:

@@ -12,10 +12,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .errors import StepError
 from .legs import Leg, Sample
+from .status import LegStatus, RunStatus
+
+if TYPE_CHECKING:
+    from .backend import Backend
+    from .plugins import Plugins
+    from .records import RunRecorder
+    from .registry import HostPair
+    from .workflow.model import Scenario, Workflow
 
 __all__ = ["Interrupted", "RunContext"]
 
@@ -31,17 +39,17 @@ class Interrupted(BaseException):
 @dataclass
 class RunContext:
     run_id: str
-    workflow: Any  # migflow.workflow.model.Workflow
-    scenario: Any  # migflow.workflow.model.Scenario
+    workflow: Workflow
+    scenario: Scenario
     repetition: int
-    hosts: Any  # migflow.registry.HostPair
-    plugins: Any  # migflow.plugins.Plugins
-    recorder: Any  # migflow.records.RunRecorder
-    backend: Any = None  # migflow.backend.Backend
+    hosts: HostPair
+    plugins: Plugins
+    recorder: RunRecorder
+    backend: Backend | None = None
     echo: Callable[[str], None] = print
     state: dict = field(default_factory=dict)
     legs: list[Leg] = field(default_factory=list)
-    status: str = "running"
+    status: RunStatus = RunStatus.RUNNING
     error: str | None = None
     #: sampling period of running legs, ms (0: no periodic sampling).  Collectors raise it.
     poll_interval_ms: float = 500.0
@@ -100,7 +108,8 @@ class RunContext:
             interrupted = exc
             self.echo(f"{exc.reason}: aborting migration leg {leg.number}")
             try:
-                self.backend.abort(leg)
+                if self.backend is not None:
+                    self.backend.abort(leg)
             except Exception as abort_exc:  # best effort; the state is reconciled by restore
                 self.echo(f"could not abort the job: {abort_exc}")
             thread.join(60)
@@ -109,11 +118,11 @@ class RunContext:
             sampler.join(5)
         error = outcome["error"]
         if interrupted is not None:
-            leg.finish("interrupted", interrupted.reason)
+            leg.finish(LegStatus.INTERRUPTED, interrupted.reason)
         elif error is not None:
-            leg.finish("failed", _message(error))
+            leg.finish(LegStatus.FAILED, _message(error))
         else:
-            leg.finish("completed")
+            leg.finish(LegStatus.COMPLETED)
         self.hook.migflow_leg_finished(ctx=self, leg=leg)
         self._record_leg(leg)
         if interrupted is not None:
@@ -128,7 +137,7 @@ class RunContext:
             if leg.done.is_set():
                 return
             try:
-                stats = self.backend.poll(leg)
+                stats = self.backend.poll(leg) if self.backend is not None else None
             except Exception:
                 continue  # the job may just have ended; the final stats come from the backend
             self.emit_sample(leg, stats)

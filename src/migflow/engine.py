@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import socket
@@ -17,13 +16,18 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .context import Interrupted, RunContext, _message
-from .errors import MigflowError, StepError
+from .errors import MigflowError, StepError, debug_enabled
 from .registry import HostPair
+from .status import RunStatus, StepStatus
+
+if TYPE_CHECKING:
+    from .plugins import Plugins
+    from .workflow.model import PlannedRun, Workflow
 
 __all__ = ["Engine", "RunSummary", "new_run_id"]
 
@@ -37,24 +41,47 @@ class RunSummary:
     run_id: str
     scenario: str
     repetition: int
-    status: str
+    status: RunStatus
     error: str | None
     ingested: bool = True
     store_message: str | None = None
 
 
-@dataclass
 class Engine:
-    plugins: Any
-    workflow: Any
-    hosts: HostPair
-    results: str
-    echo: Callable[[str], None] = print
-    fail_fast: bool = False
-    summaries: list[RunSummary] = field(default_factory=list)
-    _interrupt: str | None = None
-    _protected: bool = False  # inside an always-run step (restore): finish it unless asked twice
-    _armed: bool = False  # inside step code: a signal raises Interrupted there
+    """Runs a workflow's plan against two hosts and records every run.
+
+    :param plugins: the plugins of this invocation.
+    :param workflow: the loaded workflow (its ``plan`` says what to run).
+    :param hosts: source and destination.
+    :param results: the DuckDB results file.
+    :param echo: prints one line for the user (the progress display's).
+    :param fail_fast: stop at the first run that does not complete.
+    """
+
+    def __init__(
+        self,
+        plugins: Plugins,
+        workflow: Workflow,
+        hosts: HostPair,
+        results: str,
+        echo: Callable[[str], None] = print,
+        fail_fast: bool = False,
+    ) -> None:
+        self.plugins = plugins
+        self.workflow = workflow
+        self.hosts = hosts
+        self.results = results
+        self.echo = echo
+        self.fail_fast = fail_fast
+        self.summaries: list[RunSummary] = []
+        self._interrupt: str | None = None
+        self._protected = False  # inside an always-run step (restore): finish it unless asked twice
+        self._armed = False  # inside step code: a signal raises Interrupted there
+
+    @property
+    def interrupted(self) -> str | None:
+        """Why the engine stopped early (Ctrl-C, SIGTERM), or None."""
+        return self._interrupt
 
     # -- signals ---------------------------------------------------------------
     def _on_signal(self, signum, frame):
@@ -93,13 +120,14 @@ class Engine:
                     break
                 summary = self.run_one(planned)
                 self.summaries.append(summary)
-                if summary.status != "completed" and (self.fail_fast or self.workflow.fail_fast):
+                if summary.status != RunStatus.COMPLETED and (self.fail_fast or self.workflow.fail_fast):
                     self.echo("stopping: fail-fast")
                     break
         return self.summaries
 
-    def run_one(self, planned) -> RunSummary:
-        from .records import RunRecorder, redact_uri
+    def run_one(self, planned: PlannedRun) -> RunSummary:
+        from .records import RunRecorder
+        from .redact import redact_uri
 
         wf, sc = self.workflow, planned.scenario
         run_id = new_run_id()
@@ -140,7 +168,7 @@ class Engine:
         failed: str | None = None
         self._armed = True
         try:
-            ctx.backend = self.plugins.backend(wf.backend).factory(self.hosts.source, self.hosts.destination)
+            ctx.backend = self.plugins.make_backend(wf.backend, self.hosts.source, self.hosts.destination)
             ctx.backend.open()
             self.plugins.hook.migflow_run_started(ctx=ctx)
             for use, spec in specs:
@@ -155,10 +183,11 @@ class Engine:
 
         for position, (use, spec) in enumerate(specs):
             if (failed or self._interrupt) and not spec.always_run:
-                self._record_step(ctx, position, use.name, "skipped", time.time(), 0.0, None, None)
+                self._record_step(ctx, position, use.name, StepStatus.SKIPPED, time.time(), 0.0, None, None)
                 continue
             started, t0 = time.time(), time.monotonic()
-            status, error, result = "completed", None, None
+            self._record_step(ctx, position, use.name, StepStatus.RUNNING, started, None, None, None)  # a killed migflow leaves it abandoned
+            status, error, result = StepStatus.COMPLETED, None, None
             self._protected = spec.always_run
             self._armed = not spec.always_run
             try:
@@ -166,10 +195,10 @@ class Engine:
                     raise StepError("no backend connection")
                 result = spec.run(ctx, use.options)
             except Interrupted as exc:
-                status, error = "interrupted", exc.reason
+                status, error = StepStatus.INTERRUPTED, exc.reason
                 failed = failed or self._interrupted(ctx, exc)
             except Exception as exc:
-                status, error = "failed", _message(exc)
+                status, error = StepStatus.FAILED, _message(exc)
                 if not failed:
                     failed = self._failed(ctx, f"step {use.name!r} failed: {error}", exc)
             finally:
@@ -178,8 +207,8 @@ class Engine:
                 failed = self._interrupted(ctx, Interrupted(self._interrupt))
             self._record_step(ctx, position, use.name, status, started, (time.monotonic() - t0) * 1000.0, error, result)
 
-        if ctx.status == "running":
-            ctx.status = "completed"
+        if ctx.status == RunStatus.RUNNING:
+            ctx.status = RunStatus.COMPLETED
         # a step (restore) may have found the VM lost: ctx.status == "lost" is kept
         try:
             self.plugins.hook.migflow_run_finished(ctx=ctx)
@@ -193,19 +222,21 @@ class Engine:
         return RunSummary(run_id, sc.label, planned.repetition, ctx.status, ctx.error, res.ingested, res.message)
 
     def _failed(self, ctx: RunContext, message: str, exc: BaseException) -> str:
-        ctx.status, ctx.error = "failed", message
+        ctx.status, ctx.error = RunStatus.FAILED, message
         if not isinstance(exc, MigflowError):  # a bug, not a failure of the hosts: keep where it happened
             text = "".join(traceback.format_exception(exc))
             ctx.recorder.set_run(extra={**ctx.recorder.run_extra(), "traceback": text})
-            if os.environ.get("MIGFLOW_DEBUG"):
+            if debug_enabled():
                 self.echo(text)
         return message
 
     def _interrupted(self, ctx: RunContext, exc: Interrupted) -> str:
-        ctx.status, ctx.error = "interrupted", exc.reason
+        ctx.status, ctx.error = RunStatus.INTERRUPTED, exc.reason
         return exc.reason
 
-    def _record_step(self, ctx, position, name, status, started, duration_ms, error, result) -> None:
+    def _record_step(
+        self, ctx: RunContext, position: int, name: str, status: StepStatus, started: float, duration_ms: float | None, error: str | None, result: Any
+    ) -> None:
         ctx.recorder.add_step(
             {
                 "position": position,

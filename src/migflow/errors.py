@@ -16,7 +16,11 @@ Exit statuses (documented in docs/cli.md):
 
 from __future__ import annotations
 
+import os
+from enum import IntEnum
+
 __all__ = [
+    "ExitCode",
     "HostError",
     "MigflowError",
     "PluginError",
@@ -25,13 +29,32 @@ __all__ = [
     "StoreError",
     "ValidationIssue",
     "WorkflowError",
+    "debug_enabled",
 ]
+
+
+class ExitCode(IntEnum):
+    """The exit statuses of the ``migflow`` command (docs/cli.md)."""
+
+    OK = 0
+    RUN_FAILED = 1  #: a run was recorded failed, interrupted or lost
+    INVALID = 2  #: the workflow or the command line is invalid; nothing ran
+    PLUGIN = 3  #: a plugin could not be loaded (strict mode) or is missing
+    HOST = 4  #: a host or the lab is unreachable, or prerequisites are missing
+    STORE = 5  #: the results store could not be read or written
+    INTERNAL = 70  #: an unexpected exception: a bug
+    INTERRUPTED = 130  #: Ctrl-C
+
+
+def debug_enabled() -> bool:
+    """Show tracebacks of unexpected errors?  ``migflow --debug`` or ``MIGFLOW_DEBUG=1``."""
+    return os.environ.get("MIGFLOW_DEBUG", "") not in ("", "0", "false", "no")
 
 
 class MigflowError(Exception):
     """Base class: an expected failure with a message for the user."""
 
-    exit_code = 1
+    exit_code: ExitCode = ExitCode.RUN_FAILED
 
     def __init__(self, message: str, *, hint: str | None = None):
         super().__init__(message)
@@ -61,7 +84,7 @@ class ValidationIssue:
 class WorkflowError(MigflowError):
     """The workflow file is malformed or violates the schema.  Carries every issue."""
 
-    exit_code = 2
+    exit_code = ExitCode.INVALID
 
     def __init__(self, issues: list[ValidationIssue], *, hint: str | None = None):
         self.issues = list(issues)
@@ -73,19 +96,19 @@ class WorkflowError(MigflowError):
 class UsageError(MigflowError):
     """A command-line value is wrong."""
 
-    exit_code = 2
+    exit_code = ExitCode.INVALID
 
 
 class PluginError(MigflowError):
     """A plugin failed to load (strict mode), or something a workflow names is not provided."""
 
-    exit_code = 3
+    exit_code = ExitCode.PLUGIN
 
 
 class HostError(MigflowError):
     """A host cannot be reached or the lab is not usable."""
 
-    exit_code = 4
+    exit_code = ExitCode.HOST
 
 
 class PrerequisiteError(HostError):
@@ -95,7 +118,7 @@ class PrerequisiteError(HostError):
 class StoreError(MigflowError):
     """The results store could not be read or written."""
 
-    exit_code = 5
+    exit_code = ExitCode.STORE
 
 
 class StepError(MigflowError):

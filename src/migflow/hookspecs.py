@@ -18,9 +18,22 @@ registered before third-party ones, so a third-party ``firstresult`` hook
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from .context import RunContext
+    from .legs import Leg, Sample
+    from .plugins import Plugins
+    from .registry import BackendSpec, GuestImage, HostPair, HostRunner, ModeSpec, StepSpec
+    from .workflow.model import Scenario, Workflow
+
+#: what ``migflow_validate_scenario`` returns: (JSON path, message) pairs; the
+#: path is a string such as ``"steps[2].mode"`` or a list of keys and indices
+ScenarioIssues = list[tuple["str | list[str | int]", str]]
 
 PROJECT = "migflow"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -33,7 +46,7 @@ __all__ = ["PROJECT", "hookimpl", "hookspec"]
 
 
 @hookspec
-def migflow_register_steps(register: Callable[..., None]) -> None:
+def migflow_register_steps(register: Callable[[StepSpec], None]) -> None:
     """Contribute workflow steps.
 
     Call ``register(StepSpec(...))`` once per step (:class:`migflow.registry.StepSpec`).
@@ -45,7 +58,7 @@ def migflow_register_steps(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def migflow_register_backends(register: Callable[..., None]) -> None:
+def migflow_register_backends(register: Callable[[BackendSpec], None]) -> None:
     """Contribute hypervisor backends.
 
     Call ``register(BackendSpec(name, factory))``.  The factory is only called
@@ -56,7 +69,7 @@ def migflow_register_backends(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def migflow_register_modes(register: Callable[..., None]) -> None:
+def migflow_register_modes(register: Callable[[ModeSpec], None]) -> None:
     """Contribute migration modes (``managed-direct``, ``p2p``, ...).
 
     Call ``register(ModeSpec(name, backend, flags=...))``.  A plugin can add a
@@ -67,7 +80,7 @@ def migflow_register_modes(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def migflow_register_commands(cli: Any) -> None:
+def migflow_register_commands(cli: click.Group) -> None:
     """Add commands to the ``migflow`` command line.
 
     :param cli: the root :class:`click.Group`; call ``cli.add_command(cmd)``.
@@ -77,7 +90,7 @@ def migflow_register_commands(cli: Any) -> None:
 
 
 @hookspec(firstresult=True)
-def migflow_default_hosts() -> Any:
+def migflow_default_hosts() -> HostPair | None:
     """Return the :class:`~migflow.registry.HostPair` used when a workflow names no hosts.
 
     firstresult: the first non-None answer wins.  The built-in lab plugin answers
@@ -86,7 +99,7 @@ def migflow_default_hosts() -> Any:
 
 
 @hookspec(firstresult=True)
-def migflow_guest_image(workload: dict) -> Any:
+def migflow_guest_image(workload: dict[str, Any]) -> GuestImage | None:
     """Return a :class:`~migflow.registry.GuestImage` for ``[domain.create.workload]``.
 
     firstresult: the first non-None answer wins.  The built-in lab plugin builds
@@ -97,11 +110,24 @@ def migflow_guest_image(workload: dict) -> Any:
     """
 
 
+@hookspec(firstresult=True)
+def migflow_host_runner(uri: str) -> HostRunner | None:
+    """Return how to run commands on the host behind ``uri``, when this plugin manages it.
+
+    firstresult: the first non-None answer wins.  The lab plugin answers for its
+    own hosts (``qemu+lab://mflab-a`` and the lab's libvirt URIs); the QEMU
+    backend uses the answer to start QEMU there.  Return None for hosts you do
+    not manage.
+
+    :param uri: a host URI as a workflow or ``--src``/``--dst`` gives it.
+    """
+
+
 # -- host preparation and validation -----------------------------------------
 
 
 @hookspec
-def migflow_prepare_hosts(hosts: Any, echo: Callable[[str], None]) -> None:
+def migflow_prepare_hosts(hosts: HostPair, echo: Callable[[str], None]) -> None:
     """Make sure the hosts of a run are usable before the first run starts.
 
     The lab plugin brings the lab up when ``hosts`` are its own and it is down,
@@ -114,7 +140,7 @@ def migflow_prepare_hosts(hosts: Any, echo: Callable[[str], None]) -> None:
 
 
 @hookspec
-def migflow_validate_scenario(workflow: Any, scenario: Any, plugins: Any) -> list:
+def migflow_validate_scenario(workflow: Workflow, scenario: Scenario, plugins: Plugins) -> ScenarioIssues:
     """Check one scenario for combinations that cannot work.
 
     Return a list of ``(json_path, message)`` pairs (empty when fine).  Called by
@@ -131,7 +157,7 @@ def migflow_validate_scenario(workflow: Any, scenario: Any, plugins: Any) -> lis
 
 
 @hookspec
-def migflow_run_started(ctx: Any) -> None:
+def migflow_run_started(ctx: RunContext) -> None:
     """A run (one scenario x repetition) is about to execute its first step.
 
     :param ctx: the :class:`~migflow.context.RunContext`.
@@ -139,7 +165,7 @@ def migflow_run_started(ctx: Any) -> None:
 
 
 @hookspec
-def migflow_run_finished(ctx: Any) -> None:
+def migflow_run_finished(ctx: RunContext) -> None:
     """A run ended (any status).  ``ctx.status`` and ``ctx.error`` are final.
 
     :param ctx: the :class:`~migflow.context.RunContext`.
@@ -147,7 +173,7 @@ def migflow_run_finished(ctx: Any) -> None:
 
 
 @hookspec
-def migflow_leg_started(ctx: Any, leg: Any) -> None:
+def migflow_leg_started(ctx: RunContext, leg: Leg) -> None:
     """A migration leg is starting (the backend is about to migrate).
 
     :param ctx: the run context.
@@ -156,7 +182,7 @@ def migflow_leg_started(ctx: Any, leg: Any) -> None:
 
 
 @hookspec
-def migflow_leg_progress(ctx: Any, leg: Any, sample: Any) -> None:
+def migflow_leg_progress(ctx: RunContext, leg: Leg, sample: Sample) -> None:
     """A statistics sample of a running leg (polled, or one per iteration).
 
     Called from the sampling thread: implementations must be quick and thread-safe.
@@ -168,7 +194,7 @@ def migflow_leg_progress(ctx: Any, leg: Any, sample: Any) -> None:
 
 
 @hookspec
-def migflow_leg_finished(ctx: Any, leg: Any) -> None:
+def migflow_leg_finished(ctx: RunContext, leg: Leg) -> None:
     """A migration leg ended: ``leg.status``, ``leg.error``, ``leg.wall_ms`` and
     ``leg.final_stats`` (QMP ``query-migrate`` shape, when the backend has them) are set.
 

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .status import LegStatus
+
 __all__ = ["Leg", "Sample", "flatten_stats"]
 
 
@@ -46,7 +48,7 @@ class Leg:
     started_at: float = 0.0  # time.time()
     started_mono: float = 0.0  # time.monotonic()
     ended_at: float | None = None
-    status: str = "running"  # running, completed, failed, interrupted
+    status: LegStatus = LegStatus.RUNNING
     error: str | None = None
     wall_ms: float | None = None  # client wall time, like `time virsh migrate`
     final_stats: dict | None = None
@@ -67,7 +69,7 @@ class Leg:
         if self.wall_ms is None:
             self.wall_ms = self.elapsed_ms()
 
-    def finish(self, status: str, error: str | None = None) -> None:
+    def finish(self, status: LegStatus, error: str | None = None) -> None:
         self.stop_clock()
         self.ended_at = time.time()
         self.status = status

@@ -21,12 +21,16 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 import pluggy
 
 from . import hookspecs
 from .errors import PluginError
 from .registry import BackendSpec, ModeSpec, StepSpec
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 __all__ = ["DEFAULT_PLUGINS", "ENTRY_POINT_GROUP", "PluginLoadWarning", "Plugins", "get_plugins"]
 
@@ -117,6 +121,12 @@ class Plugins:
             return self.backends[name]
         except KeyError:
             raise PluginError(f"no plugin provides the backend {name!r}", hint=f"known backends: {', '.join(sorted(self.backends))}") from None
+
+    def make_backend(self, name: str, source_uri: str, destination_uri: str) -> Backend:
+        """A new, unopened backend ``name`` for two hosts, knowing these plugins (``backend.plugins``)."""
+        backend = self.backend(name).factory(source_uri, destination_uri)
+        backend.plugins = self
+        return backend
 
     def mode(self, name: str) -> ModeSpec:
         try:

@@ -13,11 +13,16 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from .hookspecs import hookimpl
-from .records.values import redact_text, redact_uri
+from .redact import redact_text, redact_uri
 
 __all__ = ["ProgressDisplay"]
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 
 def _mib(n) -> str:
@@ -31,14 +36,14 @@ class ProgressDisplay:
         self.total_runs = total_runs
         self.done_runs = 0
         self._lock = threading.Lock()
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
         self._last_iteration = None
         self._last_line = 0.0
         if self.live:
             from rich.console import Console
 
-            self.console = Console(file=self.stream)
+            self.console: Console | None = Console(file=self.stream)
         else:
             self.console = None
 
@@ -88,7 +93,7 @@ class ProgressDisplay:
         mbps, it = ram.get("mbps"), ram.get("dirty-sync-count")
         detail = f"{_mib(sent)} sent of {_mib(total)} | {mbps or 0:,.0f} Mbit/s | iteration {it or '?'} | {_mib(rem)} left | {sample.ms / 1000:.1f} s"
         with self._lock:
-            if self._progress is not None:
+            if self._progress is not None and self._task is not None:
                 done = (total - rem) if (total is not None and rem is not None) else None
                 self._progress.update(self._task, total=total, completed=done, detail=detail)
                 return
@@ -113,7 +118,7 @@ class ProgressDisplay:
         if leg.error:
             line += f": {redact_text(leg.error)}"
         with self._lock:
-            if self._progress is not None:
+            if self._progress is not None and self._task is not None:
                 self._progress.update(self._task, detail=f"{leg.status} | {leg.elapsed_ms() / 1000:.1f} s")
                 self._progress.stop()
                 self._progress = None

@@ -23,7 +23,7 @@ __all__ = ["Recovery", "reconcile", "recover"]
 
 def _uris(run: dict, hosts) -> tuple[str, str] | None:
     """Usable URIs for a recorded run: its own unless redacted; else the current hosts when they match."""
-    from .records import redact_uri
+    from .redact import redact_uri
 
     src, dst = run.get("source_uri"), run.get("destination_uri")
     if not src or not dst:
@@ -51,7 +51,7 @@ def _describe(where: dict) -> str:
 
 
 def _open_backend(plugins, run: dict, uris):
-    backend = plugins.backend(run.get("backend") or "libvirt").factory(*uris)
+    backend = plugins.make_backend(run.get("backend") or "libvirt", *uris)
     backend.open()
     return backend
 
@@ -62,7 +62,8 @@ def reconcile(results: str, plugins, hosts=None, echo: Callable[[str], None] = p
     Returns one dict per reconciled run.  Never raises for unreachable hosts:
     the run is still marked, with "domain location unknown" and the reason.
     """
-    from .records.spool import list_spools, pid_alive, read_spool, write_spool
+    from .records.abandoned import abandon, owner_is_dead
+    from .records.spool import list_spools, read_spool, write_spool
 
     done = []
     for path in list_spools(results):
@@ -71,7 +72,7 @@ def reconcile(results: str, plugins, hosts=None, echo: Callable[[str], None] = p
         except (OSError, ValueError):
             continue
         run = data.get("run", {})
-        if run.get("status") != "running" or pid_alive(run.get("pid"), run.get("hostname"), data.get("pid_start")) is not False:
+        if not owner_is_dead(data):
             continue
         dom = _domain(run)
         note = f"migflow process {run.get('pid')} ended while the run was in progress"
@@ -94,8 +95,7 @@ def reconcile(results: str, plugins, hosts=None, echo: Callable[[str], None] = p
                 note += f"; domain {dom.get('name')} ({dom['uuid']}) is now {_describe(where)}"
             except MigflowError as exc:
                 note += f"; domain {dom.get('name')} ({dom['uuid']}): location unknown ({exc.message})"
-        run["status"] = "abandoned"
-        run["error"] = note
+        abandon(data, note, data.get("flushed_at"))
         extra = run.get("extra") if isinstance(run.get("extra"), dict) else {}
         extra["reconciled"] = info
         run["extra"] = extra

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from .records.values import redact_uri
+from .redact import redact_uri
 
 __all__ = ["ENCRYPTED_TRANSPORTS", "is_local", "transport", "transport_warnings"]
 

@@ -14,7 +14,7 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import MigflowError
+from ..errors import ExitCode, MigflowError, debug_enabled
 
 __all__ = ["cli", "main"]
 
@@ -101,20 +101,19 @@ def cli(ctx: click.Context, strict_plugins: bool, debug: bool) -> None:
     Against your own hosts:
       migflow run workflows/p2p.toml --src qemu+tls://a/system --dst qemu+tls://b/system
     """
-    ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
+    if debug:  # read through migflow.errors.debug_enabled(), by main() and the engine alike
+        os.environ["MIGFLOW_DEBUG"] = "1"
     if strict_plugins:
         os.environ["MIGFLOW_STRICT_PLUGINS"] = "1"
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: expected errors become one message and an exit status."""
-    debug = os.environ.get("MIGFLOW_DEBUG") or (argv or sys.argv).count("--debug")
     try:
         rc = cli.main(args=argv, prog_name="migflow", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("migflow: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
@@ -125,10 +124,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("migflow: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:  # unexpected: keep the traceback under --debug
-        if debug:
+        if debug_enabled():
             raise
         click.echo(f"migflow: internal error: {type(exc).__name__}: {exc}\n  (run again with --debug for the traceback, and please report it)", err=True)
-        sys.exit(70)
+        sys.exit(ExitCode.INTERNAL)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import click
 
@@ -51,7 +52,7 @@ def pick_scenario(selector: str, known: list[dict]) -> str:
     raise UsageError(f"no scenario {selector!r} in this workflow", hint=f"scenarios: {listing}")
 
 
-def _fmt(value: float, unit: str) -> str:
+def _fmt(value: Any, unit: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if unit == "bytes":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 __all__ = ["plugins"]
@@ -30,7 +32,7 @@ def plugins(as_json):
         warnings.simplefilter("ignore", PluginLoadWarning)
         loaded = get_plugins()
     loaded.commands_of(_Collector())
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in loaded.infos:
         rows.append(
             {

@@ -45,12 +45,13 @@ def run(workflow, source, destination, results, repetitions, dry_run, fail_fast)
     5 results file not writable, 130 interrupted (docs/cli.md).
     """
     from ..engine import Engine
-    from ..errors import UsageError
+    from ..errors import ExitCode, UsageError
     from ..plugins import get_plugins
     from ..progress import ProgressDisplay
-    from ..records import redact_uri
+    from ..redact import redact_uri
     from ..registry import HostPair
     from ..security import transport_warnings
+    from ..status import RunStatus
     from ..workflow.loader import load_workflow
 
     plugins = get_plugins()
@@ -72,10 +73,10 @@ def run(workflow, source, destination, results, repetitions, dry_run, fail_fast)
     engine = Engine(plugins, wf, hosts, wf.results, echo=display.echo, fail_fast=fail_fast)
     summaries = engine.run()
     _print_summary(summaries, wf, display.echo)
-    if engine._interrupt:
-        sys.exit(130)
-    if any(s.status != "completed" for s in summaries):
-        sys.exit(1)
+    if engine.interrupted:
+        sys.exit(ExitCode.INTERRUPTED)
+    if any(s.status != RunStatus.COMPLETED for s in summaries):
+        sys.exit(ExitCode.RUN_FAILED)
 
 
 def _hosts(plugins, wf, HostPair, UsageError):
@@ -92,7 +93,7 @@ def _hosts(plugins, wf, HostPair, UsageError):
     for what, uri in (("source", src), ("destination", dst)):
         _check_uri(what, uri, UsageError)
     if src == dst:
-        from ..records import redact_uri
+        from ..redact import redact_uri
 
         raise UsageError(f"source and destination are the same URI ({redact_uri(src)})", hint="pass two different hosts")
     lab = default is not None and default.lab and {src, dst} == {default.source, default.destination}
@@ -103,7 +104,7 @@ def _check_uri(what: str, uri: str, UsageError) -> None:
     import re
     from urllib.parse import urlsplit
 
-    from ..records import redact_uri
+    from ..redact import redact_uri
 
     ok = bool(re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", uri))  # as the schema's [hosts] pattern
     try:
@@ -161,7 +162,7 @@ def _check_hosts(plugins, wf, hosts) -> None:
     one message and exit status 4, not a failed run per planned run."""
     from ..errors import HostError
 
-    backend = plugins.backend(wf.backend).factory(hosts.source, hosts.destination)
+    backend = plugins.make_backend(wf.backend, hosts.source, hosts.destination)
     try:
         backend.open()
     except HostError:  # the backend's message names the host (redacted) and what to check
@@ -175,7 +176,7 @@ def _check_hosts(plugins, wf, hosts) -> None:
 def _print_plan(wf, hosts) -> None:
     import json
 
-    from ..records import redact_uri
+    from ..redact import redact_uri
 
     click.echo(f"workflow {wf.name} ({wf.file}), backend {wf.backend}")
     click.echo(f"hosts: {redact_uri(hosts.source)} -> {redact_uri(hosts.destination)}{' (embedded lab)' if hosts.lab else ''}")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import click
 
+from ..status import RunStatus
 from .query import results_option
 
 __all__ = ["runs"]
 
-_STATUSES = ("running", "completed", "failed", "interrupted", "lost", "abandoned")
+_STATUSES = tuple(s.value for s in RunStatus)
 _STYLES = {"status": {"completed": "green", "failed": "red", "lost": "bold red", "interrupted": "yellow", "abandoned": "magenta", "running": "cyan"}}
 
 

@@ -38,6 +38,7 @@ def validate(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
     that cannot work, so that nothing fails half-way through a sweep.
     Nothing is run and no host is contacted.
     """
+    from ..errors import ExitCode
     from ..workflow.loader import check_file
 
     plugins = (ctx.obj or {}).get("plugins") if isinstance(ctx.obj, dict) else None
@@ -70,4 +71,4 @@ def validate(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
     if bad:
         # sys.exit, not ctx.exit: the root command runs click in non-standalone
         # mode, where ctx.exit's status would be returned and lost.
-        sys.exit(2)
+        sys.exit(ExitCode.INVALID)

@@ -13,7 +13,6 @@ from .queries import check_read_only_sql, recent_runs, run_sql
 from .recorder import IngestResult, RunRecorder, sample_from_stats
 from .schema import SCHEMA_VERSION, TABLES
 from .store import IngestSummary, ingest_pending, ingest_spools, open_readonly, pending_runs, set_run_extra
-from .values import redact_uri
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -27,7 +26,6 @@ __all__ = [
     "open_readonly",
     "pending_runs",
     "recent_runs",
-    "redact_uri",
     "run_sql",
     "sample_from_stats",
     "set_run_extra",

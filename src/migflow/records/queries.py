@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..errors import UsageError
 
@@ -96,7 +97,8 @@ def run_sql(con, sql: str) -> tuple[list[str], list[str], list[tuple]]:
 def recent_runs(con, limit: int = 20, workflow: str | None = None, status: str | None = None) -> tuple[list[str], list[tuple]]:
     """The latest runs, newest first: run_id, workflow, scenario, repetition, status,
     started_at, duration_s, error."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[Any] = []
     if workflow:
         where.append("workflow = ?")
         params.append(workflow)

@@ -10,14 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..legs import flatten_stats
-from .schema import RUN_STATUSES, STAT_COLUMNS, STEP_STATUSES, TABLES
-from .spool import SPOOL_FORMAT, process_start, spool_path, write_samples, write_spool
+from ..procs import process_start
+from ..redact import redact_json, redact_text, redact_uri
+from ..status import RunStatus
+from .schema import LEG_STATUSES, MEASUREMENT_COLUMNS, RUN_STATUSES, STAT_COLUMNS, STEP_STATUSES, TABLES
+from .spool import SPOOL_FORMAT, spool_path, write_samples, write_spool
 from .store import ingest_spools
-from .values import normalize_row, redact_json, redact_text, redact_uri, to_timestamp
+from .values import normalize_row, to_timestamp
 
 __all__ = ["IngestResult", "RunRecorder", "sample_from_stats"]
 
-_FINAL = tuple(s for s in RUN_STATUSES if s != "running")
+_FINAL = tuple(s for s in RUN_STATUSES if s != RunStatus.RUNNING)
 
 
 @dataclass
@@ -72,14 +75,14 @@ class RunRecorder:
         self.run_id = str(run["run_id"])
         self.path = spool_path(self.results_path, self.run_id)
         base = {
-            "status": "running",
+            "status": RunStatus.RUNNING.value,
             "pid": os.getpid(),
             "hostname": socket.gethostname(),
             "started_at": time.time(),
             "migflow_version": __version__,
         }
         self._run = normalize_row("runs", {**base, **run, "run_id": self.run_id})
-        if self._run.get("status") != "running":
+        if self._run.get("status") != RunStatus.RUNNING:
             raise ValueError(f"RunRecorder: a new run has status 'running', not {self._run.get('status')!r}")
         self._redact()
         self._steps: dict[int, dict] = {}
@@ -139,6 +142,9 @@ class RunRecorder:
         A ``stats`` dict (QMP ``query-migrate`` shape) also fills the statistic
         columns it contains (``ram.transferred`` -> ``ram_transferred``); values
         given explicitly in the same call win.  Unknown statistics stay in ``stats``.
+        An ``extra`` dict (a leg's measurements, ``leg.extra``) fills the
+        measurement columns it names (``guest_pause_ms`` ...); the rest stays in
+        ``extra``, merged with what earlier calls stored there.
         """
         self._check_open()
         row = {k: v for k, v in row.items() if k != "run_id"}
@@ -149,7 +155,15 @@ class RunRecorder:
             flat = flatten_stats(stats)
             derived = {c: flat[c] for c in STAT_COLUMNS if c in flat and c not in row}
             row = {**derived, **row}
+        extra = row.get("extra")
+        if isinstance(extra, dict):
+            measured = {k: v for k, v in extra.items() if k in MEASUREMENT_COLUMNS and v is not None and k not in row}
+            rest = {k: v for k, v in extra.items() if k not in MEASUREMENT_COLUMNS}
+            earlier = self._legs.get(row["leg"], {}).get("extra")
+            row = {**measured, **row, "extra": {**(earlier if isinstance(earlier, dict) else {}), **rest} or None}
         row = normalize_row("migrations", row)
+        if row.get("status") is not None and row["status"] not in LEG_STATUSES:
+            raise ValueError(f"migrations.status must be one of {', '.join(LEG_STATUSES)}, not {row['status']!r}")
         for key in ("source", "destination"):
             if row.get(key) is not None:
                 row[key] = redact_uri(row[key])
@@ -157,9 +171,14 @@ class RunRecorder:
             row["error"] = redact_text(row["error"])
         self._legs[row["leg"]] = {**self._legs.get(row["leg"], {}), **row}
 
+    def sample_count(self, leg: int) -> int:
+        """How many ``samples`` rows leg ``leg`` has (after de-duplication)."""
+        return sum(1 for key in self._samples if key[0] == leg)
+
     def add_samples(self, rows: list[dict]) -> None:
         """Add ``samples`` rows (each with ``leg`` and ``ms``; ``kind`` defaults to ``poll``).
-        A row with the same (leg, ms, kind) as an earlier one replaces it."""
+        A row with the same (leg, ms, kind) as an earlier one replaces it: the
+        table has no index, and this keeps (run_id, leg, ms, kind) unique."""
         self._check_open()
         for r in rows:
             r = normalize_row("samples", {"kind": "poll", **{k: v for k, v in r.items() if k != "run_id"}})

@@ -8,7 +8,11 @@ Every column is ``(name, SQL type, unit or meaning)``.  Timestamps are
 
 from __future__ import annotations
 
+from ..status import LegStatus, RunStatus, StepStatus
+
 __all__ = [
+    "LEG_STATUSES",
+    "MEASUREMENT_COLUMNS",
     "PRIMARY_KEYS",
     "RUN_STATUSES",
     "SCHEMA_VERSION",
@@ -24,8 +28,9 @@ __all__ = [
 #: bump when a table changes; ``ensure_schema`` then migrates older files.
 SCHEMA_VERSION = 1
 
-RUN_STATUSES = ("running", "completed", "failed", "interrupted", "lost", "abandoned")
-STEP_STATUSES = ("completed", "failed", "skipped", "interrupted")
+RUN_STATUSES = tuple(RunStatus)
+STEP_STATUSES = tuple(StepStatus)
+LEG_STATUSES = tuple(LegStatus)
 
 _RUNS = [
     ("run_id", "VARCHAR", "unique id of the run"),
@@ -54,7 +59,7 @@ _STEPS = [
     ("run_id", "VARCHAR", "the run"),
     ("position", "INTEGER", "position of the step in the workflow (from 0)"),
     ("step", "VARCHAR", "step name (prepare-domain, migrate, ...)"),
-    ("status", "VARCHAR", "completed, failed, skipped, interrupted"),
+    ("status", "VARCHAR", "running, completed, failed, skipped, interrupted, abandoned"),
     ("started_at", "TIMESTAMPTZ", "start of the step"),
     ("duration_ms", "DOUBLE", "ms"),
     ("error", "VARCHAR", "why the step failed"),
@@ -91,6 +96,14 @@ _STATS = [
 ]
 STAT_COLUMNS = tuple(c for c, _, _ in _STATS)
 
+#: what observers measure about a leg beside QEMU's statistics (keys of ``leg.extra``
+#: that the recorder stores in their own ``migrations`` columns)
+_MEASUREMENTS = [
+    ("guest_pause_ms", "DOUBLE", "ms, pause observed inside the guest"),
+    ("guest_dirty_rate_mibs", "DOUBLE", "MiB/s, guest dirty rate"),
+]
+MEASUREMENT_COLUMNS = tuple(c for c, _, _ in _MEASUREMENTS)
+
 _MIGRATIONS = [
     ("run_id", "VARCHAR", "the run"),
     ("leg", "INTEGER", "leg number within the run (from 1; a round trip has 2)"),
@@ -101,11 +114,10 @@ _MIGRATIONS = [
     ("started_at", "TIMESTAMPTZ", "start of the leg (client clock)"),
     ("ended_at", "TIMESTAMPTZ", "end of the leg (client clock)"),
     ("wall_ms", "DOUBLE", "ms, client wall time like `time virsh migrate`"),
-    ("status", "VARCHAR", "completed, failed, interrupted, lost"),
+    ("status", "VARCHAR", "running, completed, failed, interrupted, abandoned"),
     ("error", "VARCHAR", "why the leg failed"),
     *_STATS,
-    ("guest_pause_ms", "DOUBLE", "ms, pause observed inside the guest"),
-    ("guest_dirty_rate_mibs", "DOUBLE", "MiB/s, guest dirty rate"),
+    *_MEASUREMENTS,
     ("stats", "JSON", "the raw final statistics (QMP shape), nothing dropped"),
     ("extra", "JSON", "anything else a plugin records about the leg"),
 ]

@@ -18,14 +18,11 @@ import io
 import json
 import os
 import re
-import socket
 from pathlib import Path
 
 __all__ = [
     "SPOOL_FORMAT",
     "list_spools",
-    "pid_alive",
-    "process_start",
     "read_spool",
     "remove_spool",
     "samples_path",
@@ -114,33 +111,3 @@ def list_spools(results_path: str | os.PathLike) -> list[Path]:
     if not d.is_dir():
         return []
     return sorted(p for p in d.glob("*.json") if not p.name.startswith("."))
-
-
-def process_start(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (Linux), to tell a reused PID apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def pid_alive(pid: int | None, hostname: str | None, start: int | None = None) -> bool | None:
-    """True/False when it can be told on this host; None when the run was recorded elsewhere."""
-    if hostname and hostname != socket.gethostname():
-        return None
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    except (OverflowError, ValueError):
-        return False
-    if start is not None:
-        now = process_start(int(pid))
-        if now is not None and now != start:
-            return False  # the PID was reused by another process
-    return True

@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StoreError
+from ..redact import redact_uri
+from ..status import RunStatus
+from .abandoned import abandon, owner_is_dead
 from .schema import TABLES, ensure_schema
-from .spool import list_spools, pid_alive, read_spool, remove_spool, samples_path, spool_dir
-from .values import redact_uri, to_timestamp
+from .spool import list_spools, read_spool, remove_spool, samples_path, spool_dir
+from .values import to_timestamp
 from .views import ensure_temp_views
 
 __all__ = ["DatabaseLocked", "IngestSummary", "connect_writer", "ingest_pending", "ingest_spools", "open_readonly", "pending_runs"]
@@ -222,18 +225,18 @@ def _write_run(con, data: dict, path: Path) -> None:
 def _reconcile(data: dict, path: Path) -> str:
     """Decide what to do with a spool: 'ingest', or 'in-progress' (leave it).
 
-    A run still marked ``running`` whose process is gone on this host becomes
-    ``abandoned`` (the data are changed in place before ingest).
+    A run of a dead migflow process is abandoned first (:mod:`.abandoned`;
+    the data are changed in place before ingest).
     """
     run = data["run"]
-    if run.get("status") != "running":
+    if run.get("status") != RunStatus.RUNNING:
         return "ingest"
-    alive = pid_alive(run.get("pid"), run.get("hostname"), data.get("pid_start"))
-    if alive is False:
-        run["status"] = "abandoned"
-        run["error"] = run.get("error") or f"migflow process {run.get('pid')} ended while the run was in progress"
-        if not run.get("ended_at"):
-            run["ended_at"] = data.get("flushed_at") or to_timestamp(path.stat().st_mtime)
+    if owner_is_dead(data):
+        abandon(
+            data,
+            run.get("error") or f"migflow process {run.get('pid')} ended while the run was in progress",
+            data.get("flushed_at") or to_timestamp(path.stat().st_mtime),
+        )
         return "ingest"
     return "in-progress"  # alive here, or recorded on another host
 
@@ -357,7 +360,7 @@ def pending_runs(results_path) -> list[dict]:
             out.append({"run_id": p.stem, "status": None, "pid": None, "in_progress": False})
             continue
         run = data["run"]
-        in_progress = run.get("status") == "running" and pid_alive(run.get("pid"), run.get("hostname"), data.get("pid_start")) is not False
+        in_progress = run.get("status") == RunStatus.RUNNING and not owner_is_dead(data)
         out.append({"run_id": run.get("run_id"), "status": run.get("status"), "pid": run.get("pid"), "in_progress": in_progress})
     return out
 

@@ -126,7 +126,9 @@ def strip_chart(title: str, unit: str, rows: list[dict], *, width: int = 560, sc
             if mean is not None:
                 m = mean / scale
                 tip = f"{g} · {r['direction']}: mean {fmt_num(m)} {unit}" + (
-                    f", 95% CI [{fmt_num(low / scale)}, {fmt_num(high / scale)}]" if low is not None and math.isfinite(low) else ", no CI (n < 2)"
+                    f", 95% CI [{fmt_num(low / scale)}, {fmt_num(high / scale)}]"
+                    if low is not None and high is not None and math.isfinite(low)
+                    else ", no CI (n < 2)"
                 )
                 out.append(f'<rect class="mean" x="{x(m) - 1.5:.1f}" y="{cy - 8:.1f}" width="3" height="16" fill="{color}"><title>{escape(tip)}</title></rect>')
             for k, (v, tip) in enumerate(r["values"]):

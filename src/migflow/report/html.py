@@ -14,6 +14,7 @@ import math
 from html import escape
 
 from .. import __version__
+from ..status import RunStatus
 from .charts import DASHES, direction_color, fmt_num, line_chart, strip_chart
 from .series import CHART_METRICS, SUMMARY_METRICS, leg_series, scale_of, scenario_order, strip_rows, summary_rows
 
@@ -320,7 +321,7 @@ def _configuration(data: dict) -> str:
     for sc in data["scenarios"]:
         runs = runs_by_sc.get(sc["scenario"], [])
         first = runs[0] if runs else {}
-        steps = steps_by_run.get(first.get("run_id"), [])
+        steps = steps_by_run.get(str(first.get("run_id")), [])
         step_lines = "".join(
             f"<tr><td>{s['position']}</td><td><b>{escape(s['step'])}</b></td><td>{escape(s['status'])}</td><td>{escape(_step_summary(s) or '')}</td></tr>"
             for s in steps
@@ -329,7 +330,7 @@ def _configuration(data: dict) -> str:
         guest = dom.get("guest") or {}
         run_rows = "".join(
             f"<tr><td><code>{escape(r['run_id'])}</code></td><td>{r['repetition']}</td><td>{r['plan_index']}</td>"
-            f'<td class="{"bad" if r["status"] != "completed" else ""}">{escape(r["status"])}</td>'
+            f'<td class="{"bad" if r["status"] != RunStatus.COMPLETED else ""}">{escape(r["status"])}</td>'
             f"<td>{escape(r['started_at'].astimezone().strftime('%Y-%m-%d %H:%M:%S') if r['started_at'] else '')}</td>"
             f"<td>{escape(r['error'] or '')}</td></tr>"
             for r in runs

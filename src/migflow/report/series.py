@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from ..status import LegStatus
+
 __all__ = ["CHART_METRICS", "SUMMARY_METRICS", "leg_series", "scale_of", "scenario_order", "strip_rows", "summary_rows"]
 
 #: metric -> (column heading, display unit, divisor)
@@ -34,7 +36,7 @@ def scenario_order(data: dict) -> list[str]:
 
 
 def _directions(data: dict, scenario: str) -> list[tuple[int, str]]:
-    seen = {}
+    seen: dict[int, str] = {}
     for leg in data["legs"]:
         if leg["scenario"] == scenario:
             seen.setdefault(leg["leg"], leg["direction"])
@@ -48,8 +50,8 @@ def summary_rows(data: dict) -> list[dict]:
     for sc in scenario_order(data):
         for leg_no, direction in _directions(data, sc):
             legs = [lg for lg in data["legs"] if lg["scenario"] == sc and lg["leg"] == leg_no]
-            done = [lg for lg in legs if lg["status"] == "completed"]
-            errors = sorted({f"{lg['status']}: {lg['error']}" for lg in legs if lg["status"] != "completed" and lg["error"]})
+            done = [lg for lg in legs if lg["status"] == LegStatus.COMPLETED]
+            errors = sorted({f"{lg['status']}: {lg['error']}" for lg in legs if lg["status"] != LegStatus.COMPLETED and lg["error"]})
             out.append(
                 {
                     "scenario": sc,
@@ -75,7 +77,7 @@ def strip_rows(data: dict, metric: str) -> list[dict]:
         for leg_no, direction in _directions(data, sc):
             vals = []
             for lg in data["legs"]:
-                if lg["scenario"] == sc and lg["leg"] == leg_no and lg["status"] == "completed" and lg.get(col) is not None:
+                if lg["scenario"] == sc and lg["leg"] == leg_no and lg["status"] == LegStatus.COMPLETED and lg.get(col) is not None:
                     vals.append((float(lg[col]), f"{sc} · {direction} · repetition {lg['repetition']} ({lg['run_id']}): {lg[col]:.6g}"))
             st = stats.get((sc, leg_no)) or {}
             if not vals:

@@ -16,6 +16,7 @@ import itertools
 import json
 import random
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from .model import PlannedRun, Scenario, StepUse, Workflow
@@ -56,7 +57,7 @@ def _matches(combo: dict, rule: dict) -> bool:
     return all(k in combo and combo[k] == v and type(combo[k]) is type(v) for k, v in rule.items())
 
 
-def combinations(params: dict[str, list], exclude: list[dict] = (), include: list[dict] = ()) -> list[dict]:
+def combinations(params: dict[str, list], exclude: Sequence[dict] = (), include: Sequence[dict] = ()) -> list[dict]:
     """The scenarios' parameter sets, in order.
 
     :param params: parameter -> non-empty list of values, in the order written.

@@ -77,7 +77,10 @@ def _accept_parameters(schema: dict) -> None:
         table = schema.get(key)
         if isinstance(table, dict):
             for name, sub in list(table.items()):
-                table[name] = _or_parameter(sub) if key != "$defs" else (_accept_parameters(sub) or sub)
+                if key == "$defs":
+                    _accept_parameters(sub)
+                else:
+                    table[name] = _or_parameter(sub)
     for key in ("items", "additionalProperties"):
         if isinstance(schema.get(key), dict):
             schema[key] = _or_parameter(schema[key])
