@@ -19,6 +19,7 @@ from migflow.registry import BackendSpec, ModeSpec, StepSpec
 class FakeBackend(Backend):
     name = "fake"
     calls: ClassVar[list] = []
+    legs_done: ClassVar[int] = 0  # legs migrated so far (the option "downtimes" cycles through its values)
 
     def open(self):
         FakeBackend.calls.append("open")
@@ -42,10 +43,12 @@ class FakeBackend(Backend):
             if leg.backend_state.get("aborted"):
                 raise StepError("operation aborted: job 'migration out' canceled by client")
             time.sleep(0.01)
+        downtimes = options.get("downtimes", [5]) if isinstance(options, dict) else [5]
+        FakeBackend.legs_done += 1
         leg.final_stats = {
             "status": "completed",
             "total-time": 300,
-            "downtime": 5,
+            "downtime": downtimes[(FakeBackend.legs_done - 1) % len(downtimes)],
             "setup-time": 1,
             "ram": {"total": 1000, "transferred": 900, "remaining": 0, "mbps": 1.0, "dirty-sync-count": 2},
         }

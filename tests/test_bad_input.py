@@ -114,6 +114,58 @@ CASES = [
         "action 'postcopy' needs the 'postcopy' flag",
         workflow(migrate='[[steps]]\nuse = "migrate"\nmode = "p2p"\ntimeout = { seconds = 30, action = "postcopy" }'),
     ),
+    # -- rules of the hosts (libvirt refuses these at migration time; migflow at validation) ------------
+    *[
+        Case(
+            f"{param}-without-{cap}",
+            RUN,
+            2,
+            f"{param} tunes {cap}, which is off in this scenario",
+            workflow(migrate=f'[[steps]]\nuse = "set-capabilities"\nparameters = {{ {param} = {value} }}\n\n[[steps]]\nuse = "migrate"\nmode = "p2p"'),
+        )
+        for param, cap, value in (
+            ("cpu-throttle-initial", "auto-converge", 30),
+            ("cpu-throttle-increment", "auto-converge", 10),
+            ("multifd-channels", "multifd", 4),
+            ("xbzrle-cache-size", "xbzrle", 67108864),
+            ("max-postcopy-bandwidth", "postcopy-ram", 1000000),
+        )
+    ],
+    Case(
+        "removed-compress-capability",
+        RUN,
+        2,
+        "QEMU deprecated the compress capability in 8.2 and removed it in 9.1",
+        workflow(migrate='[[steps]]\nuse = "set-capabilities"\ncapabilities = { compress = true }\n\n[[steps]]\nuse = "migrate"\nmode = "p2p"'),
+    ),
+    Case(
+        "removed-compress-level",
+        RUN,
+        2,
+        "QEMU removed compress-level",
+        workflow(migrate='[[steps]]\nuse = "set-capabilities"\nparameters = { compress-level = 3 }\n\n[[steps]]\nuse = "migrate"\nmode = "p2p"'),
+    ),
+    Case(
+        "libvirt-managed-capability",
+        RUN,
+        2,
+        "the libvirt backend cannot set return-path: libvirt switches return-path on",
+        workflow(migrate='[[steps]]\nuse = "set-capabilities"\ncapabilities = { return-path = true }\n\n[[steps]]\nuse = "migrate"\nmode = "p2p"'),
+    ),
+    Case(
+        "adaptive-max-below-minimum",
+        RUN,
+        2,
+        "max_repetitions (3) must exceed repetitions (5)",
+        workflow(head='name = "t"\nrepetitions = 5\n[adaptive]\nmetric = "downtime"\nci_width = 0.1\nmax_repetitions = 3'),
+    ),
+    Case(
+        "adaptive-unknown-metric",
+        RUN,
+        2,
+        "'downtim' is not one of",
+        workflow(head='name = "t"\n[adaptive]\nmetric = "downtim"\nci_width = 0.1\nmax_repetitions = 3'),
+    ),
     Case(
         "all-excluded",
         RUN,

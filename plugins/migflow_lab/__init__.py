@@ -12,6 +12,7 @@ from migflow.hookspecs import hookimpl
 
 __all__ = [
     "migflow_default_hosts",
+    "migflow_environment",
     "migflow_guest_image",
     "migflow_host_runner",
     "migflow_leg_finished",
@@ -20,6 +21,9 @@ __all__ = [
     "migflow_register_commands",
     "migflow_register_steps",
     "migflow_run_finished",
+    "migflow_wait_steady",
+    "migflow_workflow_finished",
+    "migflow_workflow_started",
 ]
 
 
@@ -83,9 +87,42 @@ def migflow_guest_image(workload):
 
 @hookimpl
 def migflow_leg_started(ctx, leg):
+    from .conditions import leg_link
     from .observe import leg_started
 
+    leg_link(ctx, leg)
     leg_started(ctx, leg)
+
+
+@hookimpl
+def migflow_wait_steady(ctx, timeout_s):
+    from .observe import wait_steady
+
+    return wait_steady(ctx, timeout_s)
+
+
+# -- conditions: recorded per run, link put back after a workflow (see .conditions) --
+
+
+@hookimpl
+def migflow_environment(ctx):
+    from .conditions import environment
+
+    return environment(ctx)
+
+
+@hookimpl
+def migflow_workflow_started(session):
+    from .conditions import workflow_started
+
+    workflow_started(session)
+
+
+@hookimpl
+def migflow_workflow_finished(session):
+    from .conditions import workflow_finished
+
+    workflow_finished(session)
 
 
 @hookimpl

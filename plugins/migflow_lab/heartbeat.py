@@ -71,6 +71,9 @@ class HeartbeatMonitor:
         self.history_s = history_s
         self.boot: dict | None = None  #: parsed boot line (``kind == "migflow-guest"``)
         self.status: dict | None = None  #: latest parsed ``#rate=...`` line
+        self.steady: dict | None = None  #: the guest's ``#steady t_ms=... rate=...`` line, once it came
+        self.steady_at: float | None = None  #: when it arrived (monotonic)
+        self._verification: tuple[int, int] | None = None  # (ver, bad) of the latest status line
         self.lines: deque[str] = deque(maxlen=200)  #: recent status lines, raw
         self.truncations = 0  #: times the file shrank (a writer without append)
         self.bytes_read = 0
@@ -165,6 +168,11 @@ class HeartbeatMonitor:
         st = self.status
         return float(st["rate"]) if st and isinstance(st.get("rate"), (int, float)) else None
 
+    def verification(self) -> tuple[int, int] | None:
+        """(completed verification passes, pages found wrong) of the guest's latest status line, or None
+        for a guest that does not verify its memory."""
+        return self._verification
+
     def wait(self, heartbeats: int = 1, timeout: float = 30.0) -> bool:
         """Block until at least ``heartbeats`` were seen; False on timeout."""
         deadline = time.monotonic() + timeout
@@ -219,8 +227,12 @@ class HeartbeatMonitor:
         fields = parse_status_line(text)
         if fields.get("kind") == "migflow-guest":
             self.boot = fields
+        elif fields.get("kind") == "steady":
+            self.steady, self.steady_at = fields, time.monotonic()
         elif "rate" in fields:
             self.status = fields
+            if isinstance(fields.get("ver"), int) and isinstance(fields.get("bad"), int):
+                self._verification = (fields["ver"], fields["bad"])
 
     def _run(self) -> None:
         fd = None

@@ -1,11 +1,19 @@
-"""Guest-observed pause: the lab guest's heartbeat, timed around each leg.
+"""The guest's own view, from its heartbeat: pause, dirty rate, steady state, memory check.
 
 The lab guest writes a heartbeat byte every ``heartbeat_us`` to its serial
-file, which both lab hosts append to (they share this machine's filesystem).
-For every leg, the longest gap between heartbeats while the leg ran, minus the
-nominal period, is how long the guest was really paused: stored as
-``leg.extra["guest_pause_ms"]`` (column ``migrations.guest_pause_ms``) next
-to QEMU's own ``downtime``, with the guest's reported dirty rate.
+file, which both lab hosts append to (they share this machine's filesystem),
+and a status line about once a second.  For every leg:
+
+* the longest gap between heartbeats while the leg ran, minus the nominal
+  period, is how long the guest was really paused: ``guest_pause_ms`` next to
+  QEMU's own ``downtime``, with the guest's reported dirty rate;
+* the guest checks its whole working set continuously (``ver`` passes done,
+  ``bad`` pages found wrong since boot); after the leg, once two more passes
+  completed on the destination, ``memory_verified`` says whether any page was
+  found wrong since the leg started.
+
+Before the first leg, ``prepare-domain`` waits for the guest's ``#steady``
+announcement (working set written once, dirty rate settled): :func:`wait_steady`.
 """
 
 from __future__ import annotations
@@ -13,12 +21,15 @@ from __future__ import annotations
 import os
 import time
 
+from migflow.errors import StepError
 from migflow.status import LegStatus, RunStatus
 
-__all__ = ["leg_finished", "leg_started", "run_finished"]
+__all__ = ["leg_finished", "leg_started", "run_finished", "wait_steady"]
 
 #: after a leg, wait this long at most for the guest's heartbeat to resume
 RESUME_WAIT_S = 2.0
+#: after a leg, wait this long at most for two more memory verification passes
+VERIFY_WAIT_S = 5.0
 
 
 def _monitor(ctx):
@@ -35,9 +46,44 @@ def _monitor(ctx):
     return mon
 
 
+def wait_steady(ctx, timeout_s: float) -> dict | None:
+    """Block until the guest announced its steady state; None for a guest without a heartbeat."""
+    mon = _monitor(ctx)
+    if mon is None:
+        return None
+    deadline = time.monotonic() + timeout_s
+    while mon.steady is None:
+        if time.monotonic() > deadline:
+            name = (ctx.state.get("domain") or {}).get("name", "?")
+            last = mon.lines[-1] if mon.lines else "nothing"
+            raise StepError(
+                f"guest {name!r} did not announce a steady state within {timeout_s:g} s (its last status line: {last!r})",
+                hint="a dirty rate the vCPU cannot reach never settles: lower dirty_rate_mibs or working_set_mib, "
+                "raise steady_timeout_s, or set wait_steady = false in prepare-domain",
+            )
+        time.sleep(0.02)
+    return {"after_ms": mon.steady.get("t_ms"), "dirty_rate_mibs": mon.steady.get("rate")}
+
+
 def leg_started(ctx, leg) -> None:
-    if _monitor(ctx) is not None:
+    mon = _monitor(ctx)
+    if mon is not None:
         leg.backend_state["heartbeat_t0"] = time.monotonic()
+        leg.backend_state["verification_t0"] = mon.verification()
+
+
+def _memory_verified(mon, before: tuple[int, int] | None) -> bool | None:
+    """Two more passes completed: were no pages found wrong since ``before``?  None when the guest does not verify."""
+    now = mon.verification()
+    if before is None or now is None:
+        return None
+    deadline = time.monotonic() + VERIFY_WAIT_S
+    while (mon.verification() or now)[0] < now[0] + 2:
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.01)
+    after = mon.verification()
+    return after is not None and after[1] == before[1]
 
 
 def leg_finished(ctx, leg) -> None:
@@ -57,6 +103,9 @@ def leg_finished(ctx, leg) -> None:
     rate = mon.dirty_rate_mibs()
     if rate is not None:
         leg.extra["guest_dirty_rate_mibs"] = rate
+    verified = _memory_verified(mon, leg.backend_state.get("verification_t0"))
+    if verified is not None:
+        leg.extra["memory_verified"] = verified
 
 
 def run_finished(ctx) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from migflow.hookspecs import hookimpl
 from migflow.registry import BackendSpec, ModeSpec
 
-__all__ = ["MODES", "migflow_register_backends", "migflow_register_modes"]
+__all__ = ["MODES", "migflow_register_backends", "migflow_register_modes", "migflow_validate_scenario"]
 
 _TUNNEL_LIMITS = {
     "postcopy": "libvirt cannot tunnel post-copy migration through libvirtd",
@@ -62,7 +62,28 @@ def _factory(source_uri: str, destination_uri: str):
 
 @hookimpl
 def migflow_register_backends(register):
-    register(BackendSpec("libvirt", _factory, description="libvirt hosts over qemu+tcp/tls/ssh URIs (QEMU/KVM)", default_mode="managed-direct"))
+    from .flags import FLAGS
+
+    register(
+        BackendSpec("libvirt", _factory, description="libvirt hosts over qemu+tcp/tls/ssh URIs (QEMU/KVM)", default_mode="managed-direct", flags=tuple(FLAGS))
+    )
+
+
+@hookimpl
+def migflow_validate_scenario(workflow, scenario, plugins):
+    """Capabilities libvirt sets itself cannot be set over QMP beforehand: say what to do instead."""
+    if workflow.backend != "libvirt":
+        return []
+    from .flags import MANAGED_CAPABILITIES  # the others are mapped onto libvirt's flags or set over QMP
+
+    issues = []
+    for use in scenario.steps:
+        if use.name != "set-capabilities":
+            continue
+        for cap in use.options.get("capabilities", {}):
+            if cap in MANAGED_CAPABILITIES:
+                issues.append((f"steps[{use.index}].capabilities.{cap}", f"the libvirt backend cannot set {cap}: {MANAGED_CAPABILITIES[cap]}"))
+    return issues
 
 
 @hookimpl

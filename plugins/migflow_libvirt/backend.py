@@ -9,62 +9,34 @@ and units by :mod:`.stats`.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import threading
 import time
 import uuid as uuidlib
+import xml.etree.ElementTree as ET
 from typing import Any
 from urllib.parse import urlsplit
 
 import libvirt
 
 from migflow.backend import Backend
+from migflow.environment import machine_facts
 from migflow.errors import HostError, StepError
 from migflow.status import LegStatus
 
+from .capture import QemuWatch, qmp
 from .domain_xml import METADATA_NS, domain_xml
 from .events import ensure_event_loop
-from .stats import to_qmp
+from .flags import CAPABILITY_FLAGS, FLAGS, PARAMETERS
+from .stats import job_clock, to_qmp
 
 __all__ = ["FLAG_BITS", "SERIAL_DIR", "LibvirtBackend"]
 
-FLAG_BITS = {
-    "live": libvirt.VIR_MIGRATE_LIVE,
-    "peer2peer": libvirt.VIR_MIGRATE_PEER2PEER,
-    "tunnelled": libvirt.VIR_MIGRATE_TUNNELLED,
-    "direct": 0,  # no flag: direct means "not peer2peer, to a hypervisor URI"
-    "persistent": libvirt.VIR_MIGRATE_PERSIST_DEST,
-    "undefinesource": libvirt.VIR_MIGRATE_UNDEFINE_SOURCE,
-    "paused": libvirt.VIR_MIGRATE_PAUSED,
-    "compressed": libvirt.VIR_MIGRATE_COMPRESSED,
-    "auto-converge": libvirt.VIR_MIGRATE_AUTO_CONVERGE,
-    "postcopy": libvirt.VIR_MIGRATE_POSTCOPY,
-    "tls": libvirt.VIR_MIGRATE_TLS,
-    "abort-on-error": libvirt.VIR_MIGRATE_ABORT_ON_ERROR,
-    "unsafe": libvirt.VIR_MIGRATE_UNSAFE,
-    "parallel": libvirt.VIR_MIGRATE_PARALLEL,
-}
-
-#: QMP capability -> (libvirt flag, compression method or None)
-CAPABILITY_FLAGS = {
-    "xbzrle": ("compressed", "xbzrle"),
-    "compress": ("compressed", "mt"),
-    "auto-converge": ("auto-converge", None),
-    "postcopy-ram": ("postcopy", None),
-    "multifd": ("parallel", None),
-}
+#: migrate-step flag -> libvirt bit
+FLAG_BITS = {name: getattr(libvirt, const) if const else 0 for name, const in FLAGS.items()}
 #: QMP parameter -> libvirt typed migration parameter
-PARAMETER_NAMES = {
-    "xbzrle-cache-size": libvirt.VIR_MIGRATE_PARAM_COMPRESSION_XBZRLE_CACHE,
-    "compress-level": libvirt.VIR_MIGRATE_PARAM_COMPRESSION_MT_LEVEL,
-    "compress-threads": libvirt.VIR_MIGRATE_PARAM_COMPRESSION_MT_THREADS,
-    "decompress-threads": libvirt.VIR_MIGRATE_PARAM_COMPRESSION_MT_DTHREADS,
-    "cpu-throttle-initial": libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INITIAL,
-    "cpu-throttle-increment": libvirt.VIR_MIGRATE_PARAM_AUTO_CONVERGE_INCREMENT,
-    "multifd-channels": libvirt.VIR_MIGRATE_PARAM_PARALLEL_CONNECTIONS,
-}
+PARAMETER_NAMES = {name: getattr(libvirt, const) for name, const in PARAMETERS.items()}
 
 #: where created lab guests write their heartbeat (shared by both lab hosts)
 SERIAL_DIR = "/var/tmp/migflow/serial"
@@ -93,6 +65,34 @@ def _redact(uri: str) -> str:
     from migflow.redact import redact_uri
 
     return redact_uri(uri) or ""
+
+
+def final_stats(job: dict | None, qemu: dict | None) -> dict | None:
+    """A leg's final statistics in QMP shape: QEMU's own ``query-migrate`` when it
+    was caught, completed by the QEMU values libvirt passed on (never libvirt's
+    own clock: ``total-time`` and ``downtime`` stay absent without QEMU's reply)."""
+    if not job and not qemu:
+        return None
+    out = to_qmp(job, completed=True) if job else {}
+    for key, value in (qemu or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+def _record_watch(leg, watch: QemuWatch, returned: float | None) -> None:
+    """What the QEMU watch saw, into the leg's measurements."""
+    leg.extra["stats_source"] = "qemu" if watch.final is not None else "libvirt"
+    if watch.final is None and watch.final_error:
+        leg.extra["qemu_final_missed"] = watch.final_error
+    if watch.in_force is not None:
+        leg.extra["in_force"] = watch.in_force
+    if returned is not None:
+        leg.extra.update(watch.phases(leg.started_mono, returned))
+    if watch.events:
+        leg.extra["qemu_events"] = [{**e, "arrived_ms": round((e.pop("arrived") - leg.started_mono) * 1000.0, 3)} for e in watch.timeline()]
 
 
 class LibvirtBackend(Backend):
@@ -142,23 +142,32 @@ class LibvirtBackend(Backend):
         self.conns.clear()
 
     def host_info(self) -> dict:
-        info = {}
+        info: dict[str, Any] = {}
         for role, uri in (("source", self.source_uri), ("destination", self.destination_uri)):
             try:
                 conn = self.conn(uri)
-                caps = conn.getCapabilities()
-                host_uuid = caps.split("<uuid>", 1)[1].split("</uuid>", 1)[0] if "<uuid>" in caps else None
-                info[role] = {
+                caps = ET.fromstring(conn.getCapabilities())
+                entry: dict[str, Any] = {
                     "uri": _redact(uri),
                     "hostname": conn.getHostname(),
-                    "host_uuid": host_uuid,
+                    "host_uuid": caps.findtext("host/uuid"),
                     "libvirt": _version(conn.getLibVersion()),
                     "hypervisor": conn.getType(),
                     "hypervisor_version": _version(conn.getVersion()),
+                    "cpu_model": caps.findtext("host/cpu/model"),
+                    "cpu_vendor": caps.findtext("host/cpu/vendor"),
+                    "cpus": conn.getInfo()[2],
+                    "free_memory_mib": round(conn.getFreeMemory() / 2**20, 1),
                 }
-                if urlsplit(uri).hostname in ("198.18.0.1", "198.18.0.2", "localhost", None) or uri.endswith(":///system"):
-                    info[role]["kernel"] = platform.release()  # the lab's hosts share this machine's kernel
-            except (libvirt.libvirtError, HostError) as exc:
+                runner = self.plugins.hook.migflow_host_runner(uri=uri) if self.plugins is not None else None
+                if runner is not None and runner.same_machine:
+                    # a host on this machine (the lab's): its kernel, load and memory are this machine's
+                    facts = machine_facts()
+                    entry.update(
+                        kernel=facts["kernel"], loadavg=facts["loadavg"], mem_available_mib=facts["mem_available_mib"], cpu_model_name=facts["cpu_model"]
+                    )
+                info[role] = entry
+            except (libvirt.libvirtError, HostError, ET.ParseError) as exc:
                 info[role] = {"uri": _redact(uri), "error": str(exc)}
         info["client"] = {"libvirt_python": libvirt.getVersion() and _version(libvirt.getVersion()), "kernel": platform.release()}
         return info
@@ -307,22 +316,16 @@ class LibvirtBackend(Backend):
 
     def _describe(self, dom, original: dict) -> dict:
         _state, max_mem, _mem, vcpus, _cpu = dom.info()
-        return {**original, "memory_kib": max_mem, "vcpus": vcpus, "xml": dom.XMLDesc(0)}
+        xml = dom.XMLDesc(0)
+        virt_type = ET.fromstring(xml).get("type")
+        return {"virt_type": virt_type, **original, "memory_kib": max_mem, "vcpus": vcpus, "xml": xml}
 
     # -- capabilities and parameters ---------------------------------------------
     def _qmp(self, dom, command: str, arguments: dict | None = None) -> dict:
-        import libvirt_qemu
-
-        cmd: dict[str, Any] = {"execute": command}
-        if arguments:
-            cmd["arguments"] = arguments
         try:
-            reply = json.loads(libvirt_qemu.qemuMonitorCommand(dom, json.dumps(cmd), 0))
-        except libvirt.libvirtError as exc:
-            raise StepError(f"QMP {command} failed: {_msg(exc)}") from None
-        if "error" in reply:
-            raise StepError(f"QMP {command} failed: {reply['error'].get('desc', reply['error'])}")
-        return reply.get("return", {})
+            return qmp(dom, command, arguments)
+        except RuntimeError as exc:
+            raise StepError(f"QMP {command} failed: {exc}") from None
 
     def _in_force(self, dom) -> dict:
         caps = {c["capability"]: c["state"] for c in self._qmp(dom, "query-migrate-capabilities")}
@@ -422,6 +425,7 @@ class LibvirtBackend(Backend):
                 callbacks.append(sconn.domainEventRegisterAny(dom, event, cb, None))
             except libvirt.libvirtError:
                 pass
+        watch = QemuWatch(sconn, dom).start()
         timer = None
         timeout = options.get("timeout")
         if timeout:
@@ -438,6 +442,8 @@ class LibvirtBackend(Backend):
                 dom.migrate3(dconn, params, bits)
         except libvirt.libvirtError as exc:
             leg.stop_clock()
+            watch.close()
+            _record_watch(leg, watch, None)
             message = _msg(exc)
             if state.get("timeout_action"):
                 message = f"timed out after {(timeout or {}).get('seconds', 0):g} s ({state['timeout_action']}): {message}"
@@ -446,18 +452,23 @@ class LibvirtBackend(Backend):
             if timer is not None:
                 timer.cancel()
         leg.stop_clock()
+        returned = leg.started_mono + (leg.wall_ms or 0.0) / 1000.0
         d["host"] = "destination" if leg.destination == self.destination_uri else "source"
         if "timeout_action" in state:
             leg.extra["timeout_action"] = state["timeout_action"]
-        # The completed-job event carries the final statistics; it may trail the call slightly.
+        # The completed-job event carries libvirt's final statistics; it may trail the call slightly.
         completed.wait(10)
+        watch.close()
         for cb in callbacks:
             try:
                 sconn.domainEventDeregisterAny(cb)
             except libvirt.libvirtError:
                 pass
-        if "completed_stats" in state:
-            leg.final_stats = to_qmp(state["completed_stats"], completed=True)
+        job = state.get("completed_stats")
+        leg.final_stats = final_stats(job, watch.final)
+        if job:
+            leg.extra.update(job_clock(job))
+        _record_watch(leg, watch, returned)
 
     def _iteration_sample(self, ctx, leg, iteration: int) -> None:
         stats = self.poll(leg)
@@ -489,22 +500,7 @@ class LibvirtBackend(Backend):
         job = dom.jobStats()
         if not job or job.get("type", 0) == libvirt.VIR_DOMAIN_JOB_NONE:
             return None
-        if "in_force" not in leg.extra:
-            leg.extra["in_force"] = self._libvirt_in_force(dom)
         return to_qmp(job)
-
-    def _libvirt_in_force(self, dom) -> dict:
-        out = {}
-        for key, getter in (
-            ("downtime-limit", lambda: dom.migrateGetMaxDowntime(0)),
-            ("max-bandwidth-mibs", lambda: dom.migrateGetMaxSpeed(0)),
-            ("xbzrle-cache-size", lambda: dom.migrateGetCompressionCache(0)),
-        ):
-            try:
-                out[key] = getter()
-            except libvirt.libvirtError:
-                pass
-        return out
 
     def abort(self, leg) -> None:
         dom = leg.backend_state.get("dom")

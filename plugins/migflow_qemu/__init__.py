@@ -34,6 +34,12 @@ def _unsupported() -> dict:
     return dict(UNSUPPORTED_FLAGS)
 
 
+def _known_flags() -> tuple[str, ...]:
+    from .backend import FLAG_CAPABILITIES, UNSUPPORTED_FLAGS
+
+    return ("live", *FLAG_CAPABILITIES, *UNSUPPORTED_FLAGS)
+
+
 MODES = (
     ModeSpec("qmp-tcp", "qemu", ("live",), incompatible=_unsupported(), description="QMP migrate to tcp:DEST:PORT, pre-copy over one connection (no libvirt)"),
     ModeSpec(
@@ -60,6 +66,7 @@ def migflow_register_backends(register):
             _factory,
             description="QEMU processes started by migflow and driven over QMP (no libvirt): qemu+lab://HOST, qemu+local://ADDRESS",
             default_mode="qmp-tcp",
+            flags=_known_flags(),
         )
     )
 

@@ -84,6 +84,19 @@ def _qmp_call(proc: QemuProcess, command: str, arguments: dict | None = None, ti
         raise StepError(f"QEMU on {proc.host.name}: {exc}") from None
 
 
+def _phases(leg) -> dict:
+    """The client's wall time split at QEMU's migration start and end (as in the libvirt backend)."""
+    setup, end = leg.backend_state.get("setup_arrived"), leg.backend_state.get("end_arrived")
+    if setup is None or end is None or leg.wall_ms is None:
+        return {}
+    returned = leg.started_mono + leg.wall_ms / 1000.0
+    return {
+        "wall_before_qemu_ms": round((setup - leg.started_mono) * 1000.0, 3),
+        "wall_qemu_ms": round((end - setup) * 1000.0, 3),
+        "wall_after_qemu_ms": round(max(0.0, returned - end) * 1000.0, 3),
+    }
+
+
 class QemuBackend(Backend):
     name = "qemu"
 
@@ -334,7 +347,8 @@ class QemuBackend(Backend):
             timer.daemon = True
         src.client.events()  # forget older events
         state["src"] = src
-        leg.start()  # client wall time: from `migrate` to `completed` as the client sees it
+        # The client wall time started before the destination QEMU, as libvirt's includes
+        # starting it: wall_before_qemu_ms holds that part (destination_start_ms of it).
         try:
             if timer is not None:
                 timer.start()
@@ -361,6 +375,8 @@ class QemuBackend(Backend):
             leg.final_stats = None
         if "timeout_action" in state:
             leg.extra["timeout_action"] = state["timeout_action"]
+        leg.extra["stats_source"] = "qemu"
+        leg.extra.update(_phases(leg))
         if status != "completed":
             dst.stop()
             message = (leg.final_stats or {}).get("error-desc") or f"migration {status}"
@@ -390,8 +406,11 @@ class QemuBackend(Backend):
             ev = src.client.wait_event(lambda e: e.get("event") in want, 0.02)
             if ev is not None:
                 data = ev.get("data") or {}
+                if ev["event"] == "MIGRATION" and data.get("status") == "setup":
+                    leg.backend_state.setdefault("setup_arrived", time.monotonic())
                 if ev["event"] == "MIGRATION" and data.get("status") in _TERMINAL:
                     leg.stop_clock()
+                    leg.backend_state["end_arrived"] = time.monotonic()
                     return data["status"]
                 if ev["event"] == "MIGRATION_PASS":
                     self._iteration_sample(ctx, leg, src, data.get("pass"))

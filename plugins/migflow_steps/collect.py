@@ -49,6 +49,12 @@ def on_finished(ctx, leg) -> None:
         row["stats"] = leg.final_stats
     with st.lock:
         samples = st.samples.pop(leg.number, [])
+    if (leg.final_stats or {}).get("cpu-throttle-percentage") is None:
+        # the last throttle QEMU reported while the leg ran (auto-converge): a
+        # completed job's statistics may leave it out
+        throttle = next((r["throttle"] for r in reversed(samples) if r.get("throttle") is not None), None)
+        if throttle is not None:
+            row["cpu_throttle_percentage"] = throttle
     ctx.recorder.add_leg(row)
     ctx.recorder.add_samples(samples)
     st.written[leg.number] = ctx.recorder.sample_count(leg.number)

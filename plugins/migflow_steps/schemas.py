@@ -60,12 +60,18 @@ PREPARE_OPTIONS = {
             "default": 60,
             "description": "how long to wait for the guest to run (and for its first heartbeat)",
         },
+        "wait_steady": {
+            "type": "boolean",
+            "default": True,
+            "description": "wait until the guest announces its steady state (working set written once, dirty rate settled); a guest without a heartbeat is recorded as not observed",
+        },
+        "steady_timeout_s": {"type": "number", "minimum": 1, "maximum": 3600, "default": 120, "description": "how long to wait for the steady state at most"},
         "warmup_s": {
             "type": "number",
             "minimum": 0,
             "maximum": 3600,
             "default": 0,
-            "description": "once the guest runs, wait this long before the next step (lets a workload dirty its whole working set)",
+            "description": "an extra fixed wait after the guest runs (and is steady), e.g. for an existing domain's own workload",
         },
     },
 }

@@ -6,17 +6,36 @@ import time
 
 from migflow.errors import StepError
 from migflow.status import LegStatus, RunStatus
+from migflow.workflow.suggest import did_you_mean, did_you_mean_lead
 
 __all__ = ["migrate", "prepare_domain", "restore", "set_capabilities", "validate_scenario"]
 
 
 def prepare_domain(ctx, options: dict) -> dict:
     info = ctx.backend.prepare_domain(ctx, ctx.scenario.domain, options)
-    ctx.recorder.set_run(domain=info, host_versions=ctx.backend.host_info())
+    ctx.recorder.set_run(domain=info)
+    if info.get("virt_type"):
+        ctx.recorder.set_run(environment={"accel": "kvm" if info["virt_type"] == "kvm" else "tcg"})
     ctx.recorder.flush()
-    if options.get("warmup_s"):
-        time.sleep(options["warmup_s"])
-    return {k: v for k, v in info.items() if k != "xml"}  # the XML is in runs.domain
+    steady = None
+    if options.get("wait_steady", True):
+        steady = ctx.hook.migflow_wait_steady(ctx=ctx, timeout_s=options.get("steady_timeout_s", 120))
+        state = "observed" if steady else "not-observed"
+    else:
+        state = "off"
+    warmup = options.get("warmup_s", 0)
+    if warmup:
+        time.sleep(warmup)
+    ctx.recorder.set_run(
+        steady_state=state,
+        steady_after_ms=(steady or {}).get("after_ms"),
+        steady_dirty_rate_mibs=(steady or {}).get("dirty_rate_mibs"),
+        warmup_s=warmup,
+    )
+    ctx.recorder.flush()
+    out = {k: v for k, v in info.items() if k != "xml"}  # the XML is in runs.domain
+    out["steady"] = steady if steady else state
+    return out
 
 
 def set_capabilities(ctx, options: dict) -> dict:
@@ -70,6 +89,79 @@ def _mode_name(plugins, workflow, options: dict) -> str | None:
     return backend.default_mode if backend else None
 
 
+#: migrate-step flag -> the QEMU capability it switches on (both backends)
+FLAG_CAPABILITY = {"compressed": "xbzrle", "auto-converge": "auto-converge", "parallel": "multifd", "postcopy": "postcopy-ram"}
+#: QMP parameter -> the capability without which it is refused (libvirt refuses the
+#: migration; QEMU accepts it and it does nothing)
+PARAMETER_NEEDS = {
+    "cpu-throttle-initial": "auto-converge",
+    "cpu-throttle-increment": "auto-converge",
+    "cpu-throttle-tailslow": "auto-converge",
+    "max-cpu-throttle": "auto-converge",
+    "multifd-channels": "multifd",
+    "multifd-compression": "multifd",
+    "xbzrle-cache-size": "xbzrle",
+    "max-postcopy-bandwidth": "postcopy-ram",
+}
+#: capabilities and parameters QEMU removed, with what replaces them
+REMOVED = {
+    "compress": "QEMU deprecated the compress capability in 8.2 and removed it in 9.1: use multifd with the multifd-compression parameter (zlib or zstd)",
+    "compress-level": "QEMU removed compress-level with the compress capability in 9.1: use multifd-compression",
+    "compress-threads": "QEMU removed compress-threads with the compress capability in 9.1: use multifd-compression",
+    "decompress-threads": "QEMU removed decompress-threads with the compress capability in 9.1: use multifd-compression",
+}
+
+
+def _capability_issues(scenario, flags_of_migrate: set[str]) -> list:
+    """Tuning parameters without their capability; removed capabilities and parameters."""
+    issues = []
+    caps: dict = {}
+    for use in scenario.steps:
+        if use.name == "set-capabilities":
+            caps.update(use.options.get("capabilities", {}))
+    on = {c for c, v in caps.items() if v} | {FLAG_CAPABILITY[f] for f in flags_of_migrate if f in FLAG_CAPABILITY}
+    for use in scenario.steps:
+        if use.name != "set-capabilities":
+            continue
+        path = f"steps[{use.index}]"
+        for cap in use.options.get("capabilities", {}):
+            if cap in REMOVED:
+                issues.append((f"{path}.capabilities.{cap}", REMOVED[cap]))
+        for name in use.options.get("parameters", {}):
+            if name in REMOVED:
+                issues.append((f"{path}.parameters.{name}", REMOVED[name]))
+            elif name in PARAMETER_NEEDS and PARAMETER_NEEDS[name] not in on:
+                need = PARAMETER_NEEDS[name]
+                flag = next(f for f, c in FLAG_CAPABILITY.items() if c == need)
+                issues.append(
+                    (
+                        f"{path}.parameters.{name}",
+                        f"{name} tunes {need}, which is off in this scenario: switch it on (capabilities {need} = true, or the migrate flag {flag!r}) or remove {name}",
+                    )
+                )
+    return issues
+
+
+def _mode_flag_issues(plugins, mode, path: str) -> list:
+    """A plugin's mode with a flag its backend does not know (a typo in a ModeSpec)."""
+    backend = plugins.backends.get(mode.backend)
+    known = getattr(backend, "flags", ())
+    if not known:
+        return []
+    owner = next((i.name for i in plugins.infos if mode.name in i.modes), "?")
+    return [
+        (
+            f"{path}.mode",
+            (
+                f"mode {mode.name!r} (plugin {owner!r}) sets the flag {flag!r}, which the {mode.backend!r} backend does not know"
+                f"{did_you_mean(flag, known)}; known flags: {', '.join(known)}"
+            ),
+        )
+        for flag in mode.flags
+        if flag not in known
+    ]
+
+
 def validate_scenario(workflow, scenario, plugins) -> list:
     """Combinations that cannot work, found before anything runs."""
     issues = []
@@ -77,6 +169,7 @@ def validate_scenario(workflow, scenario, plugins) -> list:
     for use in scenario.steps:
         if use.name == "set-capabilities":
             caps.update({k: v for k, v in use.options.get("capabilities", {}).items() if v})
+    migrate_flags: set[str] = set()
     for use in scenario.steps:
         if use.name != "migrate":
             continue
@@ -87,11 +180,18 @@ def validate_scenario(workflow, scenario, plugins) -> list:
             continue
         mode = plugins.modes.get(name)
         if mode is None:
-            known = ", ".join(sorted(m for m, spec in plugins.modes.items() if spec.backend == workflow.backend))
-            issues.append((f"{path}.mode", f"no plugin provides the migration mode {name!r} for the {workflow.backend!r} backend (known: {known})"))
+            known = sorted(m for m, spec in plugins.modes.items() if spec.backend == workflow.backend)
+            issues.append(
+                (
+                    f"{path}.mode",
+                    f"no plugin provides the migration mode {name!r} for the {workflow.backend!r} backend ({did_you_mean_lead(name, known)}known: {', '.join(known)})",
+                )
+            )
             continue
         if mode.backend != workflow.backend:
             issues.append((f"{path}.mode", f"mode {name!r} belongs to the {mode.backend!r} backend; this workflow uses {workflow.backend!r}"))
+        issues.extend(_mode_flag_issues(plugins, mode, path))
+        migrate_flags |= set(use.options.get("flags", [])) | set(mode.flags)
         chosen = set(use.options.get("flags", [])) | set(mode.flags) | {f"capability:{c}" for c in caps}
         for item, reason in mode.incompatible.items():
             if item in chosen:
@@ -100,4 +200,5 @@ def validate_scenario(workflow, scenario, plugins) -> list:
         timeout = use.options.get("timeout") or {}
         if timeout.get("action") == "postcopy" and "postcopy" not in flags and not caps.get("postcopy-ram"):
             issues.append((f"{path}.timeout.action", "action 'postcopy' needs the 'postcopy' flag (or the postcopy-ram capability)"))
+    issues.extend(_capability_issues(scenario, migrate_flags))
     return issues

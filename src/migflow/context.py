@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import StepError
+from .errors import MigflowError, StepError
 from .legs import Leg, Sample
 from .status import LegStatus, RunStatus
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .plugins import Plugins
     from .records import RunRecorder
     from .registry import HostPair
+    from .session import Session
     from .workflow.model import Scenario, Workflow
 
 __all__ = ["Interrupted", "RunContext"]
@@ -54,6 +55,8 @@ class RunContext:
     #: sampling period of running legs, ms (0: no periodic sampling).  Collectors raise it.
     poll_interval_ms: float = 500.0
     cancel: threading.Event = field(default_factory=threading.Event)
+    #: the workflow execution this run belongs to (state shared across its runs)
+    session: Session | None = None
 
     @property
     def hook(self):
@@ -160,5 +163,9 @@ class RunContext:
 
 
 def _message(exc: BaseException) -> str:
+    """One line for the user: a migflow error's own message; anything else (a bug
+    or a library's surprise) with its type, so ``KeyError: 'x'`` is not just ``'x'``."""
     text = str(exc).strip()
-    return text or type(exc).__name__
+    if isinstance(exc, MigflowError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

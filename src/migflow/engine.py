@@ -14,20 +14,24 @@ import signal
 import socket
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
+from .adaptive import AdaptiveRule, leg_value
 from .context import Interrupted, RunContext, _message
 from .errors import MigflowError, StepError, debug_enabled
 from .registry import HostPair
+from .session import Session
 from .status import RunStatus, StepStatus
+from .workflow.model import PlannedRun
+from .workflow.plan import order_runs
 
 if TYPE_CHECKING:
     from .plugins import Plugins
-    from .workflow.model import PlannedRun, Workflow
+    from .workflow.model import Workflow
 
 __all__ = ["Engine", "RunSummary", "new_run_id"]
 
@@ -77,6 +81,9 @@ class Engine:
         self._interrupt: str | None = None
         self._protected = False  # inside an always-run step (restore): finish it unless asked twice
         self._armed = False  # inside step code: a signal raises Interrupted there
+        self.session: Session | None = None
+        self._adaptive = AdaptiveRule.of(workflow)
+        self._adaptive_why: dict[str, str] = {}  # scenario -> why it runs again
 
     @property
     def interrupted(self) -> str | None:
@@ -114,16 +121,54 @@ class Engine:
 
         reconcile(self.results, self.plugins, self.hosts, self.echo)  # runs a killed migflow left "running"
         ingest_pending(self.results, wait_s=2.0)
+        self.session = Session(self.workflow, self.hosts, self.plugins, self.results, self.echo)
         with self._signals():
-            for planned in self.workflow.plan:
-                if self._interrupt:
-                    break
-                summary = self.run_one(planned)
-                self.summaries.append(summary)
-                if summary.status != RunStatus.COMPLETED and (self.fail_fast or self.workflow.fail_fast):
-                    self.echo("stopping: fail-fast")
-                    break
+            try:
+                self.plugins.hook.migflow_workflow_started(session=self.session)
+                for planned in self._plan():
+                    if self._interrupt:
+                        break
+                    summary = self.run_one(planned)
+                    self.summaries.append(summary)
+                    if summary.status != RunStatus.COMPLETED and (self.fail_fast or self.workflow.fail_fast):
+                        self.echo("stopping: fail-fast")
+                        break
+            finally:
+                self._protected = True  # like restore: a first Ctrl-C lets the hosts be put back
+                try:
+                    self.plugins.hook.migflow_workflow_finished(session=self.session)
+                except Exception as exc:
+                    self.echo(f"warning: a plugin failed in migflow_workflow_finished: {_message(exc)}")
+                finally:
+                    self._protected = False
         return self.summaries
+
+    def _plan(self) -> Iterator[PlannedRun]:
+        """The workflow's plan; with ``[adaptive]``, then more rounds of the scenarios
+        whose confidence interval is still too wide (:mod:`migflow.adaptive`)."""
+        wf = self.workflow
+        yield from wf.plan
+        rule = self._adaptive
+        if rule is None:
+            return
+        index, reported = len(wf.plan), set()
+        while True:
+            todo = []
+            for sc in wf.scenarios:
+                again, why = rule.decision(sc.label)
+                if again:
+                    todo.append(sc)
+                    self._adaptive_why[sc.label] = why
+                elif sc.label not in reported:
+                    reported.add(sc.label)
+                    self.echo(f"adaptive: scenario {sc.label}: {why}")
+            if not todo or self._interrupt:
+                return
+            order = "interleaved" if wf.order == "sequential" else wf.order  # one run each: a round
+            for planned in order_runs(todo, 1, order, None if wf.seed is None else wf.seed + index):
+                sc = planned.scenario
+                yield PlannedRun(index=index, scenario=sc, repetition=rule.runs.get(sc.label, 0) + 1)
+                index += 1
 
     def run_one(self, planned: PlannedRun) -> RunSummary:
         from .records import RunRecorder
@@ -151,6 +196,7 @@ class Engine:
                     "order": wf.order,
                     "seed": wf.seed,  # of order = "shuffled", to reproduce the plan
                     "steps": [{"use": u.name, **u.options} for u in sc.steps],  # as resolved for this scenario
+                    **self._adaptive_note(sc.label),
                 },
             },
         )
@@ -163,6 +209,7 @@ class Engine:
             plugins=self.plugins,
             recorder=recorder,
             echo=self.echo,
+            session=self.session or Session(wf, self.hosts, self.plugins, self.results, self.echo),
         )
         specs = [(use, self.plugins.step(use.name)) for use in sc.steps]
         failed: str | None = None
@@ -170,6 +217,7 @@ class Engine:
         try:
             ctx.backend = self.plugins.make_backend(wf.backend, self.hosts.source, self.hosts.destination)
             ctx.backend.open()
+            self._record_environment(ctx)
             self.plugins.hook.migflow_run_started(ctx=ctx)
             for use, spec in specs:
                 if spec.arm is not None:
@@ -216,16 +264,43 @@ class Engine:
             self.echo(f"warning: a plugin failed in migflow_run_finished: {_message(exc)}")
         if ctx.backend is not None:
             ctx.backend.close()
+        if self._adaptive is not None:
+            direction = {self.hosts.source: "there", self.hosts.destination: "back"}
+            self._adaptive.add(sc.label, [(direction.get(leg.source, f"leg {leg.number}"), leg_value(leg, self._adaptive.metric)) for leg in ctx.legs])
         res = recorder.finish(ctx.status, ctx.error)
         if not res.ingested:
             self.echo(res.message)
         return RunSummary(run_id, sc.label, planned.repetition, ctx.status, ctx.error, res.ingested, res.message)
 
+    def _adaptive_note(self, scenario: str) -> dict:
+        """``runs.extra.adaptive``: the rule, and why this run happens."""
+        if self._adaptive is None:
+            return {}
+        why = self._adaptive_why.pop(scenario, f"one of the first {self._adaptive.minimum} runs (the minimum)")
+        return {"adaptive": {**self._adaptive.as_dict(), "why": why}}
+
+    def _record_environment(self, ctx: RunContext) -> None:
+        """``runs.environment``: migflow, the client machine, the hosts (the backend's
+        view), and what plugins add (the lab: link shaping, accelerator)."""
+        import platform
+
+        from .environment import machine_facts
+
+        assert ctx.backend is not None
+        env: dict[str, Any] = {"migflow": __version__, "python": platform.python_version(), "client": machine_facts()}
+        hosts = ctx.backend.host_info()
+        env["hosts"] = hosts
+        for part in reversed(self.plugins.hook.migflow_environment(ctx=ctx)):  # later plugins win on equal keys
+            if isinstance(part, dict):
+                env.update(part)
+        ctx.recorder.set_run(environment=env, host_versions=hosts)
+        ctx.recorder.flush()
+
     def _failed(self, ctx: RunContext, message: str, exc: BaseException) -> str:
         ctx.status, ctx.error = RunStatus.FAILED, message
         if not isinstance(exc, MigflowError):  # a bug, not a failure of the hosts: keep where it happened
             text = "".join(traceback.format_exception(exc))
-            ctx.recorder.set_run(extra={**ctx.recorder.run_extra(), "traceback": text})
+            ctx.recorder.set_run(extra={"exception": type(exc).__name__, "traceback": text})
             if debug_enabled():
                 self.echo(text)
         return message

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .legs import Leg, Sample
     from .plugins import Plugins
     from .registry import BackendSpec, GuestImage, HostPair, HostRunner, ModeSpec, StepSpec
+    from .session import Session
     from .workflow.model import Scenario, Workflow
 
 #: what ``migflow_validate_scenario`` returns: (JSON path, message) pairs; the
@@ -154,6 +155,61 @@ def migflow_validate_scenario(workflow: Workflow, scenario: Scenario, plugins: P
 
 
 # -- observers -----------------------------------------------------------------
+
+
+@hookspec
+def migflow_workflow_started(session: Session) -> None:
+    """A workflow is about to run its first planned run.
+
+    Keep what the workflow's runs share in ``session.state``.  The lab plugin
+    notes the link shaping in force here.
+
+    :param session: the :class:`~migflow.session.Session`.
+    """
+
+
+@hookspec
+def migflow_workflow_finished(session: Session) -> None:
+    """The workflow's runs are over: all done, a fail-fast stop, Ctrl-C or an error.
+
+    Undo what the workflow changed on the hosts beyond a run.  The lab plugin
+    puts the link shaping back as it was before the workflow.  Called once,
+    whatever happened; an exception here is reported and does not hide the runs'
+    outcome.
+
+    :param session: the :class:`~migflow.session.Session`.
+    """
+
+
+@hookspec
+def migflow_environment(ctx: RunContext) -> dict[str, Any] | None:
+    """Contribute to the run's recorded conditions (``runs.environment``).
+
+    Called once per run, after the backend connected to the hosts.  Return a
+    dict of JSON values (or None); the dicts of all plugins are merged, later
+    registered plugins winning on equal keys.  The lab plugin returns the link
+    shaping in force and the accelerator.
+
+    :param ctx: the run context.
+    """
+
+
+@hookspec(firstresult=True)
+def migflow_wait_steady(ctx: RunContext, timeout_s: float) -> dict[str, Any] | None:
+    """Wait until the guest under test is in its steady state; say what was observed.
+
+    firstresult.  Called by ``prepare-domain`` once the domain runs.  A plugin
+    that can observe the guest (the lab plugin, through the guest's heartbeat)
+    blocks until the guest announced that its working set was written once and
+    its dirty rate settled, and returns ``{"after_ms": ..., "dirty_rate_mibs":
+    ...}``; it raises :class:`~migflow.errors.StepError` naming the guest when
+    that does not happen within ``timeout_s``.  Return None when you cannot
+    observe this guest (an existing domain): the run records that steady state
+    was not observed.
+
+    :param ctx: the run context (``ctx.state["domain"]`` describes the domain).
+    :param timeout_s: how long to wait at most.
+    """
 
 
 @hookspec

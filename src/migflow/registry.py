@@ -51,12 +51,16 @@ class BackendSpec:
     :param description: one line.
     :param default_mode: the mode a migrate step without ``mode`` uses, so a
         workflow switches backend with its ``backend = "..."`` line alone.
+    :param flags: the migration flags the backend understands (``live``,
+        ``peer2peer`` ...).  A mode of this backend with any other flag is
+        refused by ``migflow validate``; empty: not checked.
     """
 
     name: str
     factory: Callable[..., Any]
     description: str = ""
     default_mode: str | None = None
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ from .values import normalize_row, to_timestamp
 
 __all__ = ["IngestResult", "RunRecorder", "sample_from_stats"]
 
+#: runs columns whose JSON objects set_run merges instead of replacing
+_MERGED_JSON = ("extra", "environment")
 _FINAL = tuple(s for s in RUN_STATUSES if s != RunStatus.RUNNING)
 
 
@@ -105,16 +107,24 @@ class RunRecorder:
                 self._run[key] = redact_uri(self._run[key])
         if self._run.get("error") is not None:  # a message may quote a URI
             self._run["error"] = redact_text(self._run["error"])
-        for key in ("host_versions", "domain", "extra"):  # plugins' JSON may carry URIs too
+        for key in ("host_versions", "domain", "extra", "environment"):  # plugins' JSON may carry URIs too
             if self._run.get(key) is not None:
                 self._run[key] = redact_json(self._run[key])
 
     def set_run(self, **cols) -> None:
-        """Update ``runs`` columns (``host_versions={...}``, ``domain={...}``, ...)."""
+        """Update ``runs`` columns (``domain={...}``, ``steady_state="observed"``, ...).
+
+        The JSON tables ``extra`` and ``environment`` are merged key by key with
+        what is there, so plugins that each record something keep each other's.
+        """
         self._check_open()
         if "run_id" in cols and str(cols["run_id"]) != self.run_id:
             raise ValueError("set_run: run_id cannot change")
-        self._run.update(normalize_row("runs", cols))
+        row = normalize_row("runs", cols)
+        for key in _MERGED_JSON:
+            if isinstance(row.get(key), dict) and isinstance(self._run.get(key), dict):
+                row[key] = {**self._run[key], **row[key]}
+        self._run.update(row)
         self._redact()
 
     def run_extra(self) -> dict:

@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 #: bump when a table changes; ``ensure_schema`` then migrates older files.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 RUN_STATUSES = tuple(RunStatus)
 STEP_STATUSES = tuple(StepStatus)
@@ -53,6 +53,11 @@ _RUNS = [
     ("pid", "INTEGER", "process id of the migflow process"),
     ("hostname", "VARCHAR", "host the migflow process ran on"),
     ("extra", "JSON", "anything else a plugin records about the run"),
+    ("environment", "JSON", "conditions of the run: link shaping, accelerator, hosts' kernel, CPU, versions, load, free memory"),
+    ("steady_state", "VARCHAR", "observed (the guest announced it), not-observed (no heartbeat guest), off (not waited for)"),
+    ("steady_after_ms", "DOUBLE", "ms from the guest's workload start to its steady-state announcement (guest clock)"),
+    ("steady_dirty_rate_mibs", "DOUBLE", "MiB/s, the dirty rate the guest achieved when it announced steady state"),
+    ("warmup_s", "DOUBLE", "s, the extra fixed wait after the domain ran (and was steady)"),
 ]
 
 _STEPS = [
@@ -101,6 +106,18 @@ STAT_COLUMNS = tuple(c for c, _, _ in _STATS)
 _MEASUREMENTS = [
     ("guest_pause_ms", "DOUBLE", "ms, pause observed inside the guest"),
     ("guest_dirty_rate_mibs", "DOUBLE", "MiB/s, guest dirty rate"),
+    ("stats_source", "VARCHAR", "qemu: QEMU's own final query-migrate; libvirt: libvirt's job statistics only (total_time, downtime NULL)"),
+    ("job_time_elapsed", "BIGINT", "ms, libvirt's job clock: job start (Begin/Perform) to Confirm, destination start included"),
+    ("job_time_elapsed_net", "BIGINT", "ms, job_time_elapsed minus libvirt's measured transfer time between the daemons"),
+    ("job_downtime", "BIGINT", "ms, libvirt's downtime: source STOP event to destination resume (two hosts' clocks)"),
+    ("job_downtime_net", "BIGINT", "ms, job_downtime minus the transfer time between the daemons"),
+    ("wall_before_qemu_ms", "DOUBLE", "ms, client call until QEMU's migration began (libvirt begin/prepare, destination start)"),
+    ("wall_qemu_ms", "DOUBLE", "ms, QEMU's migration as the client saw it (MIGRATION setup to completed)"),
+    ("wall_after_qemu_ms", "DOUBLE", "ms, QEMU completed until the client's call returned (finish, confirm)"),
+    ("in_force", "JSON", "migration capabilities and parameters QEMU reported while the leg ran"),
+    ("link", "JSON", "link shaping in force during the leg (rate, delay_ms, jitter_ms, loss_pct; NULL where unknown)"),
+    ("timeout_action", "VARCHAR", "the timeout action that fired (abort, suspend, postcopy), NULL when none did"),
+    ("memory_verified", "BOOLEAN", "the guest checked its working set after the leg: true when no page was wrong, NULL when not checkable"),
 ]
 MEASUREMENT_COLUMNS = tuple(c for c, _, _ in _MEASUREMENTS)
 
@@ -180,6 +197,28 @@ def ddl(table: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {table} (\n" + ",\n".join(cols) + "\n)"
 
 
+def _add_missing_columns(con) -> None:
+    """Columns a newer migflow added to a table are added to an older file (NULL in its rows)."""
+    for table, spec in TABLES.items():
+        have = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()}
+        for name, typ, _ in spec:
+            if name not in have:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {name} {typ}")
+
+
+def _migrate(con, version: int) -> None:
+    """Bring a file of schema ``version`` up to :data:`SCHEMA_VERSION`, one step per version."""
+    _add_missing_columns(con)
+    if version < 2:
+        # Version 1 stored libvirt's job clock as total_time and libvirt's own downtime as
+        # downtime; QMP-named columns hold QEMU's values only from version 2 on.
+        con.execute(
+            """UPDATE migrations SET job_time_elapsed = total_time, total_time = NULL,
+                                     job_downtime = downtime, downtime = NULL, stats_source = 'libvirt'
+               WHERE run_id IN (SELECT run_id FROM runs WHERE backend = 'libvirt') AND job_time_elapsed IS NULL"""
+        )
+
+
 def ensure_schema(con) -> None:
     """Create missing tables and (re)create the statistics views; refuse a file written by a newer migflow."""
     from .. import __version__
@@ -199,7 +238,9 @@ def ensure_schema(con) -> None:
             f"the results database has schema version {current}, newer than this migflow understands ({SCHEMA_VERSION})",
             hint="upgrade migflow, or write to another file with --results",
         )
-    # current < SCHEMA_VERSION: future migrations go here, one step per version.
+    elif current < SCHEMA_VERSION:
+        _migrate(con, current)
+        con.execute("INSERT INTO schema_version VALUES (?, now(), ?) ON CONFLICT DO NOTHING", [SCHEMA_VERSION, __version__])
     from .views import ensure_views
 
     ensure_views(con)  # the statistics views (docs/statistics.md), always current

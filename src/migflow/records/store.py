@@ -119,6 +119,7 @@ _CAST = {
     "BIGINT": ("BIGINT[]", ""),
     "DOUBLE": ("DOUBLE[]", ""),
     "JSON": ("VARCHAR[]", "::JSON"),
+    "BOOLEAN": ("BOOLEAN[]", ""),
     "TIMESTAMPTZ": ("VARCHAR[]", "::TIMESTAMPTZ"),
     "VARCHAR[]": ("VARCHAR[][]", ""),
 }

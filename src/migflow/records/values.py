@@ -58,6 +58,16 @@ def _to_float(value: Any) -> float:
     raise ValueError(f"not a number: {value!r}")
 
 
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError(f"not true or false: {value!r}")
+
+
 def _to_json(value: Any) -> Any:
     # Round trip now so that the spool holds plain JSON and errors surface here.
     return json.loads(json.dumps(value, default=str))
@@ -77,6 +87,7 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "BIGINT": _to_int,
     "DOUBLE": _to_float,
     "JSON": _to_json,
+    "BOOLEAN": _to_bool,
     "TIMESTAMPTZ": to_timestamp,
     "VARCHAR[]": _to_list,
 }

@@ -34,13 +34,17 @@ __all__ = [
 
 #: (metric, SQL expression over the ``legs`` view, unit, description) in display order.
 METRICS: list[tuple[str, str, str, str]] = [
-    ("total_time", "total_time", "ms", "QEMU total-time of the migration"),
+    ("total_time", "total_time", "ms", "QEMU total-time of the migration (NULL when QEMU's own figure could not be read)"),
     ("downtime", "downtime", "ms", "QEMU downtime (guest stopped, as QEMU reports it)"),
+    ("job_time_elapsed", "job_time_elapsed", "ms", "libvirt's job clock (destination start and confirm included)"),
     ("guest_pause_ms", "guest_pause_ms", "ms", "pause observed inside the guest (heartbeat)"),
     ("ram_mbps", "ram_mbps", "Mbit/s", "QEMU ram.mbps at the end of the leg"),
     ("ram_transferred", "ram_transferred", "bytes", "bytes of RAM sent"),
     ("iterations", "ram_dirty_sync_count", "iterations", "passes over guest RAM (ram.dirty-sync-count)"),
     ("wall_ms", "wall_ms", "ms", "client wall time, like `time virsh migrate`"),
+    ("wall_before_qemu_ms", "wall_before_qemu_ms", "ms", "client wall time before QEMU's migration began"),
+    ("wall_qemu_ms", "wall_qemu_ms", "ms", "client wall time during QEMU's migration"),
+    ("wall_after_qemu_ms", "wall_after_qemu_ms", "ms", "client wall time after QEMU completed"),
     ("link_efficiency", "link_efficiency", "ratio", "ram_mbps / shaped link rate (NULL when the link was not shaped)"),
     ("bytes_per_ram_byte", "bytes_per_ram_byte", "ratio", "ram_transferred / guest RAM bytes"),
 ]
@@ -132,10 +136,11 @@ WITH link AS (
              ELSE 'leg ' || m.leg END AS direction,
         m.mode, m.flags, m.source, m.destination, m.status, m.error, m.started_at, m.ended_at,
         m.wall_ms, m.total_time, m.setup_time, m.downtime, m.guest_pause_ms, m.ram_mbps,
+        m.job_time_elapsed, m.job_downtime, m.stats_source, m.wall_before_qemu_ms, m.wall_qemu_ms, m.wall_after_qemu_ms,
         m.ram_transferred, m.ram_total, m.ram_dirty_sync_count, m.ram_dirty_sync_count AS iterations,
         m.guest_dirty_rate_mibs, m.xbzrle_cache_cache_size, m.cpu_throttle_percentage,
-        coalesce(r.extra->>'$.link.rate', link.rate) AS link_rate,
-        link_rate_mbps(coalesce(r.extra->>'$.link.rate', link.rate)) AS link_rate_mbps,
+        coalesce(m.link->>'$.rate', r.extra->>'$.link.rate', link.rate) AS link_rate,
+        link_rate_mbps(coalesce(m.link->>'$.rate', r.extra->>'$.link.rate', link.rate)) AS link_rate_mbps,
         coalesce(TRY_CAST(r.domain->>'$.memory_kib' AS DOUBLE) * 1024,
                  TRY_CAST(r.domain->>'$.memory_mib' AS DOUBLE) * 1048576,
                  m.ram_total) AS guest_ram_bytes,

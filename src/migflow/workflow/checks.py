@@ -16,7 +16,18 @@ from .model import Workflow
 from .paths import parse_path
 from .suggest import did_you_mean_lead
 
-__all__ = ["MAX_REPETITIONS", "MAX_RUNS", "MAX_SCENARIOS", "check_finite", "check_matrix", "check_names", "plan_size_ok", "plugin_checks", "scenario_checks"]
+__all__ = [
+    "MAX_REPETITIONS",
+    "MAX_RUNS",
+    "MAX_SCENARIOS",
+    "check_adaptive",
+    "check_finite",
+    "check_matrix",
+    "check_names",
+    "plan_size_ok",
+    "plugin_checks",
+    "scenario_checks",
+]
 
 MAX_REPETITIONS = 1000
 #: bounds on the expanded plan: a matrix of 7 parameters x 10 values is 10^7
@@ -94,6 +105,18 @@ def check_matrix(matrix: dict, issues: Issues) -> tuple[dict, list, list]:
     return params, exclude, include
 
 
+def check_adaptive(wf: Workflow, issues: Issues) -> None:
+    """``[adaptive]`` needs room above the minimum: ``max_repetitions`` > ``repetitions``."""
+    rule = wf.adaptive
+    if not rule or not is_integer(None, rule.get("max_repetitions")) or not is_integer(None, wf.repetitions):
+        return
+    if rule["max_repetitions"] <= wf.repetitions:
+        issues.add(
+            ["adaptive", "max_repetitions"],
+            f"max_repetitions ({rule['max_repetitions']}) must exceed repetitions ({wf.repetitions}), the minimum each scenario runs before the rule applies",
+        )
+
+
 def plan_size_ok(wf: Workflow, issues: Issues, *, reps_option: bool = False) -> bool:
     """At most MAX_SCENARIOS scenarios and MAX_RUNS runs, counted before expanding anything."""
     sizes = [len(v) if isinstance(v, list) else 1 for v in wf.matrix.values()]
@@ -103,6 +126,8 @@ def plan_size_ok(wf: Workflow, issues: Issues, *, reps_option: bool = False) -> 
         issues.add(["matrix"], f"the matrix makes up to {n:,} scenarios ({shape}); at most {MAX_SCENARIOS:,} are allowed: split it into several workflows")
         return False
     reps = wf.repetitions if is_integer(None, wf.repetitions) and 1 <= wf.repetitions <= MAX_REPETITIONS else 1  # else reported already
+    if wf.adaptive and is_integer(None, wf.adaptive.get("max_repetitions")):
+        reps = max(reps, wf.adaptive["max_repetitions"])  # adaptive: the most it can run
     if n * reps > MAX_RUNS:
         issues.add(
             ["repetitions"],

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ..errors import PluginError, ValidationIssue, WorkflowError
 from . import plan as _plan
-from .checks import MAX_REPETITIONS, check_finite, check_matrix, check_names, plan_size_ok, plugin_checks, scenario_checks
+from .checks import MAX_REPETITIONS, check_adaptive, check_finite, check_matrix, check_names, plan_size_ok, plugin_checks, scenario_checks
 from .issues import Issues, MissingPlugin
 from .locate import Locator
 from .messages import got, is_integer, make_validator, translate
@@ -117,6 +117,7 @@ def _workflow(doc: dict, file: str, *, source, destination, results, repetitions
         include=include,
         order=doc.get("order", "interleaved"),
         seed=doc.get("seed"),
+        adaptive=dict(doc["adaptive"]) if isinstance(doc.get("adaptive"), dict) else None,
         raw=doc,
     )
 
@@ -162,6 +163,8 @@ def check_text(
         matrix_ok = len(issues.items) == before
     structure_ok = isinstance(doc.get("steps"), list) and not issues.touches("order", "seed")
     wf = _workflow(doc, file, source=source, destination=destination, results=results, repetitions=repetitions, matrix=matrix)
+    if not issues.touches("adaptive", "repetitions"):
+        check_adaptive(wf, issues)
     if matrix_ok and structure_ok and plan_size_ok(wf, issues, reps_option=repetitions is not None):
         scenario_checks(wf, doc, plugins, issues, core_validator)
     if issues:

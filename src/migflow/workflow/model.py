@@ -59,6 +59,7 @@ class Workflow:
     include: list[dict] = field(default_factory=list)
     order: str = "interleaved"  # interleaved | sequential | shuffled
     seed: int | None = None  # for order = "shuffled"
+    adaptive: dict | None = None  # [adaptive]: metric, ci_width, max_repetitions (repetitions is the minimum)
     raw: dict = field(default_factory=dict)
     scenarios: list[Scenario] = field(default_factory=list)
     plan: list[PlannedRun] = field(default_factory=list)
