@@ -187,6 +187,6 @@ def test_an_unexpected_exception_keeps_its_traceback_in_the_run(plugins, tmp_pat
     plugins.steps["buggy"] = StepSpec("buggy", _bug)
     db = tmp_path / "r.duckdb"
     [summary] = Engine(plugins, workflow([("buggy", {}), ("restore", {})]), HOSTS, str(db), echo=lambda s: None).run()
-    assert summary.status == "failed" and summary.error == "step 'buggy' failed: 'missing'"
+    assert summary.status == "failed" and summary.error == "step 'buggy' failed: KeyError: 'missing'"
     [(extra,)] = rows(db, "SELECT extra->>'$.traceback' FROM runs")
     assert "KeyError: 'missing'" in extra and "_bug" in extra

@@ -174,7 +174,7 @@ def test_never_converging_migration_with_a_timeout(tmp_path, healthy_after, acti
         assert leg_status == "completed", leg_error
         assert json.loads(extra)["timeout_action"] == "postcopy"
         [(requests,)] = query(db, "SELECT ram_postcopy_requests FROM migrations")
-        assert requests is not None and requests >= 0
+        assert requests > 0  # the guest kept dirtying on the destination: pages were fetched on demand
         assert restore_found(db)["found"] == {"destination": "running"}
     else:  # paused, the guest stops dirtying: the migration completes; libvirt resumes it on the destination
         assert leg_status == "completed", leg_error

@@ -331,9 +331,9 @@ def test_delay_shaping_or_clear_error(lab):
         if hosts.netem_available():
             hosts.shape(delay_ms=20)
             out = hosts.run_on("a", ["ping", "-c", "3", "-i", "0.2", B.address], capture_output=True, text=True)
-            if out.returncode == 0:
-                avg = float(out.stdout.rsplit("=", 1)[1].split("/")[1])
-                assert avg >= 35, f"rtt {avg} ms with 20 ms each way"
+            assert out.returncode == 0, out.stdout + out.stderr
+            avg = float(out.stdout.rsplit("=", 1)[1].split("/")[1])
+            assert avg >= 35, f"rtt {avg} ms with 20 ms each way"
         else:
             with pytest.raises(PrerequisiteError, match="netem"):
                 hosts.shape(delay_ms=20)

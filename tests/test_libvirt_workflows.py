@@ -60,36 +60,54 @@ def test_workflow_migrates_and_records_consistent_statistics(ran, name):
     db, proc = ran(name)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
-    runs = query(db, "SELECT run_id, status, error, host_versions, domain FROM runs ORDER BY plan_index")
+    runs = query(db, "SELECT run_id, status, error, environment, steady_state, steady_after_ms, steady_dirty_rate_mibs FROM runs ORDER BY plan_index")
     assert len(runs) == 2 and all(r[1] == "completed" for r in runs), runs
-    versions = json.loads(runs[0][3])
-    assert versions["source"]["libvirt"] and versions["source"]["hypervisor_version"] and versions["source"]["kernel"]
+    for _run_id, _status, _error, env, steady, after, rate in runs:
+        env = json.loads(env)
+        hosts = env["hosts"]
+        assert hosts["source"]["libvirt"] and hosts["source"]["hypervisor_version"] and hosts["source"]["kernel"] and hosts["source"]["cpu_model"]
+        assert env["accel"] in ("kvm", "tcg") and env["link"] == {"rate": None, "delay_ms": None, "jitter_ms": None, "loss_pct": None}
+        assert env["client"]["loadavg"] and env["client"]["mem_available_mib"] > 0 and env["migflow"]
+        assert steady == "observed" and after > 0 and 32 * 0.9 <= rate <= 32 * 1.1  # the workflows dirty 32 MiB/s
     legs = query(
         db,
-        """SELECT run_id, leg, mode, status, wall_ms, total_time, setup_time, downtime, ram_total, ram_transferred,
-                               ram_normal, ram_normal_bytes, ram_page_size, ram_mbps, ram_dirty_sync_count, guest_pause_ms, stats
-                        FROM migrations ORDER BY run_id, leg""",
+        """SELECT run_id, leg, mode, status, wall_ms, total_time, setup_time, downtime, job_time_elapsed, job_downtime, stats_source,
+                  wall_before_qemu_ms, wall_qemu_ms, wall_after_qemu_ms, ram_total, ram_transferred, ram_normal, ram_normal_bytes,
+                  ram_page_size, ram_mbps, ram_dirty_sync_count, guest_pause_ms, memory_verified, in_force, stats
+           FROM migrations ORDER BY run_id, leg""",
     )
     assert len(legs) == 4  # two runs, there and back
-    for run_id, leg, mode, status, wall, total, setup, down, ram_total, sent, normal, normal_bytes, page, mbps, iters, pause, stats in legs:
+    sent_by_run: dict = {}
+    for (run_id, leg, mode, status, wall, total, setup, down, job_elapsed, job_down, source, before, during, after, ram_total, sent, normal, normal_bytes,
+         page, mbps, iters, pause, verified, in_force, stats) in legs:  # fmt: skip
         assert mode == MODE[name] and status == "completed"
         assert iters >= 1
         assert page == 4096 and normal_bytes == normal * page
         assert normal_bytes <= sent <= ram_total * 1.5  # sent bytes include the normal pages, plus headers
         assert ram_total >= 256 * 2**20 * 0.95  # the guest's RAM
-        assert 0 < total <= wall + 1  # QEMU/libvirt job time within the client's wall time
-        assert 0 <= setup <= total and 0 <= down <= total
-        # Mbit/s against bytes and time: the average rate cannot exceed the reported peak rate by much,
-        # and the job sent its bytes within total_time.
+        # QEMU's own final statistics were caught: total_time is QEMU's, inside libvirt's job clock
+        assert source == "qemu", json.loads(stats)
+        assert 0 < setup < total <= job_elapsed <= wall + 1, (setup, total, job_elapsed, wall)
+        assert 0 < down < total and job_down > 0  # QEMU's downtime (stop to completed); libvirt's its own
+        # the wall time's three phases add up, and QEMU's part matches QEMU's own total-time
+        assert before > 0 and during > 0 and after >= 0
+        assert abs(before + during + after - wall) < 2.0, (before, during, after, wall)
+        assert abs(during - total) <= max(30.0, 0.05 * total), (during, total)
         average_mbps = sent * 8 / (total / 1000) / 1e6
-        assert mbps is not None and mbps >= 0
         if mbps > 0:  # 0: QEMU had not measured yet (it updates every 100 ms; a short leg can end first)
             assert average_mbps <= mbps * 3, (average_mbps, mbps)
-        assert pause is not None and pause >= 0  # the guest's own view of the pause
+        assert 0 <= pause <= down + 500, (pause, down)  # the guest's own view of the pause
+        assert verified is True  # the guest found its whole working set intact on the destination
+        in_force = json.loads(in_force)
+        assert in_force["capabilities"]["pause-before-switchover"] is True  # what libvirt applied, read from QEMU
         assert json.loads(stats)["libvirt"]["memory_processed"] == sent  # raw statistics kept
         samples = query(db, "SELECT count(*), count(DISTINCT kind), max(transferred) FROM samples WHERE run_id = ? AND leg = ?", run_id, leg)
         assert samples[0][0] >= 2, f"no samples for {run_id} leg {leg}"
         assert samples[0][2] <= sent
+        sent_by_run.setdefault(run_id, []).append(sent)
+    # a steady guest: there and back send the same (at least the working set, within 15%)
+    for sent in sent_by_run.values():
+        assert min(sent) >= 64 * 2**20 and max(sent) <= min(sent) * 1.15, sent
     # after each run the domain was back on its source, running (restore found it there before removing it)
     for (result,) in query(db, "SELECT result FROM steps WHERE step = 'restore'"):
         assert json.loads(result)["found"] == {"source": "running"}

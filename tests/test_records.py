@@ -17,10 +17,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from migflow.errors import StoreError
 from migflow.records import (
+    SCHEMA_VERSION,
     TABLES,
     IngestResult,
     RunRecorder,
@@ -149,7 +151,7 @@ def test_round_trip(tmp_path):
         assert steps == [(0, "prepare-domain", 120.5, None), (1, "migrate", 13300.0, "2")]
         types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'runs'").fetchall())
         assert types["started_at"] == "TIMESTAMP WITH TIME ZONE" and types["params"] == "JSON"
-        assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 1
+        assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         con.close()
 
@@ -297,6 +299,23 @@ def test_locked_database_keeps_the_run_until_ingest(tmp_path, mode):
     assert not list_spools(results)
     assert counts(results, "during") == {"runs": 1, "steps": 2, "migrations": 2, "samples": 12}
     assert counts(results) == {"runs": 2, "steps": 4, "migrations": 4, "samples": 24}
+
+
+def test_a_run_waiting_for_the_file_says_who_holds_it_once(tmp_path):
+    """Waiting is never silent: one line naming the holder's PID and that nothing is lost."""
+    results = tmp_path / "results.duckdb"
+    record_run(results, run_id="before")
+    holder = hold(results, "ro")
+    said: list[str] = []
+    try:
+        rec, _ = record_run(results, run_id="waits", finish=False)
+        res = rec.finish("completed", wait_s=0.8, echo=said.append)
+    finally:
+        release(holder)
+    assert not res.ingested
+    assert len(said) == 1, said
+    assert said[0].startswith(f"results.duckdb is locked by PID {holder.pid} (python")
+    assert "waiting up to 0.8 s to write run waits; nothing is lost meanwhile" in said[0]
 
 
 def test_finish_waits_for_a_short_lock(tmp_path):
@@ -509,6 +528,35 @@ def test_help_teaches():
 
 
 # -- documentation ------------------------------------------------------------
+
+
+def test_a_version_1_file_is_migrated_and_keeps_no_foreign_clock_in_qmp_columns(tmp_path):
+    """Version 1 stored libvirt's job clock as total_time: version 2 moves it to job_time_elapsed."""
+    from migflow.records.store import connect_writer
+
+    results = tmp_path / "v1.duckdb"
+    con = duckdb.connect(str(results))
+    con.execute("CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, backend VARCHAR)")
+    con.execute("CREATE TABLE migrations (run_id VARCHAR, leg INTEGER, total_time BIGINT, downtime BIGINT, PRIMARY KEY (run_id, leg))")
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ, migflow_version VARCHAR)")
+    con.execute("INSERT INTO schema_version VALUES (1, now(), '0.1.0')")
+    con.execute("INSERT INTO runs VALUES ('lv', 'libvirt'), ('qm', 'qemu')")
+    con.execute("INSERT INTO migrations VALUES ('lv', 1, 889, 48), ('qm', 1, 190, 19)")
+    con.close()
+    con = connect_writer(results, 5)
+    try:
+        rows = con.execute("SELECT run_id, total_time, downtime, job_time_elapsed, job_downtime, stats_source FROM migrations ORDER BY run_id").fetchall()
+        assert rows == [("lv", None, None, 889, 48, "libvirt"), ("qm", 190, 19, None, None, None)]
+        assert con.execute("SELECT max(version) FROM schema_version").fetchone()[0] == SCHEMA_VERSION
+        cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'runs'").fetchall()}
+        assert {"environment", "steady_state", "extra"} <= cols  # every column of today's table
+    finally:
+        con.close()
+    con = connect_writer(results, 5)  # a second open migrates nothing twice
+    try:
+        assert con.execute("SELECT job_time_elapsed FROM migrations WHERE run_id = 'lv'").fetchone() == (889,)
+    finally:
+        con.close()
 
 
 def test_every_column_is_documented():

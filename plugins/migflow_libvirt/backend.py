@@ -21,14 +21,15 @@ from urllib.parse import urlsplit
 import libvirt
 
 from migflow.backend import Backend
-from migflow.environment import machine_facts
 from migflow.errors import HostError, StepError
 from migflow.status import LegStatus
 
 from .capture import QemuWatch, qmp
-from .domain_xml import METADATA_NS, domain_xml
+from .domain_xml import domain_xml
 from .events import ensure_event_loop
 from .flags import CAPABILITY_FLAGS, FLAGS, PARAMETERS
+from .ownership import METADATA_NS, parse_owner
+from .restore import Seen, first_move, fixups
 from .stats import job_clock, to_qmp
 
 __all__ = ["FLAG_BITS", "SERIAL_DIR", "LibvirtBackend"]
@@ -141,6 +142,11 @@ class LibvirtBackend(Backend):
                 pass
         self.conns.clear()
 
+    def reserve(self, holder):
+        from .reservation import reserve
+
+        return reserve({uri: self.conn(uri) for uri in (self.source_uri, self.destination_uri)}, holder)
+
     def host_info(self) -> dict:
         info: dict[str, Any] = {}
         for role, uri in (("source", self.source_uri), ("destination", self.destination_uri)):
@@ -159,13 +165,6 @@ class LibvirtBackend(Backend):
                     "cpus": conn.getInfo()[2],
                     "free_memory_mib": round(conn.getFreeMemory() / 2**20, 1),
                 }
-                runner = self.plugins.hook.migflow_host_runner(uri=uri) if self.plugins is not None else None
-                if runner is not None and runner.same_machine:
-                    # a host on this machine (the lab's): its kernel, load and memory are this machine's
-                    facts = machine_facts()
-                    entry.update(
-                        kernel=facts["kernel"], loadavg=facts["loadavg"], mem_available_mib=facts["mem_available_mib"], cpu_model_name=facts["cpu_model"]
-                    )
                 info[role] = entry
             except (libvirt.libvirtError, HostError, ET.ParseError) as exc:
                 info[role] = {"uri": _redact(uri), "error": str(exc)}
@@ -244,9 +243,10 @@ class LibvirtBackend(Backend):
             raise StepError(
                 "no plugin provides a guest image for [domain.create]", hint="the built-in lab plugin does; is it disabled (MIGFLOW_DISABLE_PLUGINS)?"
             )
-        name = create.get("name") or "migflow-guest"
+        # a name of its own: runs at once on one host pair never meet by name
+        name = f"{create.get('name') or 'migflow-guest'}-{ctx.run_id}"
         for uri in (self.source_uri, self.destination_uri):
-            self._remove_leftover(self.conn(uri), name)
+            self._remove_orphans(ctx, self.conn(uri))
         src = self.conn(self.source_uri)
         dst = self.conn(self.destination_uri)
         virt_type = "kvm" if all("<domain type='kvm'" in c.getCapabilities() for c in (src, dst)) else "qemu"
@@ -288,20 +288,26 @@ class LibvirtBackend(Backend):
         info["guest"] = {"kernel": image.kernel, "cmdline": image.cmdline, "workload": workload, "heartbeat": serial_path}
         return info
 
-    def _remove_leftover(self, conn, name: str) -> None:
-        dom = self._lookup(conn, name=name)
-        if dom is None:
-            return
-        try:
-            dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return  # it went away meanwhile (the incoming side of a failed migration being torn down)
-            raise StepError(
-                f"a domain named {name!r} already exists on {_redact(conn.getURI())} and was not created by migflow",
-                hint='choose another name in [domain.create] name = "..."',
-            ) from None
-        self._remove(dom, "leftover")
+    def _remove_orphans(self, ctx, conn) -> None:
+        """Remove domains left by runs whose migflow process is gone (their owner mark says so).
+
+        Domains without a mark, and those of live runs (here or on another
+        machine), are never touched (:mod:`.ownership`)."""
+        for dom in conn.listAllDomains():
+            try:
+                owner = parse_owner(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS))
+            except libvirt.libvirtError:
+                continue  # no migflow mark, or it went away meanwhile
+            if owner is None or owner.run_id == ctx.run_id or owner.alive() is not False:
+                continue
+            try:
+                name = dom.name()
+            except libvirt.libvirtError:
+                continue
+            done = self._remove(dom, "leftover")
+            ctx.echo(
+                f"removed {name}, left on {_redact(conn.getURI())} by run {owner.run_id} whose migflow process (pid {owner.pid}) is gone ({', '.join(done)})"
+            )
 
     def _wait_running(self, dom, timeout: float, serial_path: str | None) -> None:
         deadline = time.monotonic() + timeout
@@ -508,13 +514,19 @@ class LibvirtBackend(Backend):
             dom.abortJob()
 
     # -- restore ---------------------------------------------------------------------
+    def _seen(self, uuid: str, unreachable: dict | None = None) -> tuple[dict, dict[str, Seen | None]]:
+        """(domain objects by role, what each host has) for the decisions of :mod:`.restore`."""
+        where = self._where(uuid, unreachable)
+        seen = {role: Seen(v[1], bool(v[0].isActive()), bool(v[0].isPersistent())) if v else None for role, v in where.items()}
+        return {role: v[0] for role, v in where.items() if v}, seen
+
     def restore(self, ctx, options: dict) -> dict:
         d = ctx.state.get("domain")
         if not d:
             return {"action": "none", "message": "no domain was prepared"}
         unreachable: dict = {}
-        where = self._where(d["uuid"], unreachable)
-        found = {role: v[1] for role, v in where.items() if v}
+        doms, seen = self._seen(d["uuid"], unreachable)
+        found = {role: v.state for role, v in seen.items() if v}
         end: dict = {"found": found, "actions": []}
         if unreachable and not found:
             end["unreachable"] = unreachable
@@ -522,59 +534,60 @@ class LibvirtBackend(Backend):
                 f"could not find domain {d['name']!r} ({d['uuid']}): " + "; ".join(f"{role} host unreachable: {err}" for role, err in unreachable.items()),
                 hint="when the hosts are back: migflow recover, or check with virsh -c URI list --all",
             )
-        if d.get("created") and not options.get("keep_created"):
-            for role, v in where.items():
-                if not v:
-                    continue
-                end["actions"].extend(self._remove(v[0], role))
-            if not found:
-                end.update(lost=True, message=f"the created domain {d['name']!r} ({d['uuid']}) was found on neither host")
-            return end
         original = ctx.state.get("original", d)
-        if not found:
-            end.update(lost=True, message=f"domain {d['name']!r} ({d['uuid']}) runs on neither host: it was lost")
+        move = first_move({**original, "created": d.get("created")}, seen, keep_created=bool(options.get("keep_created")))
+        if move.action == "lost":
+            end.update(lost=True, message=move.message)
             return end
-        src_active = where["source"] and where["source"][0].isActive()
-        dst_active = where["destination"] and where["destination"][0].isActive()
-        if dst_active and not src_active:
-            dom = where["destination"][0]
+        if move.action == "remove":
+            for role in move.roles:
+                end["actions"].extend(self._remove(doms[role], role))
+            return end
+        if move.action == "migrate-back":
+            dom = doms["destination"]
             flags = libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
             if original.get("persistent"):
                 flags |= libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
-            if where["destination"][1] == "paused":
+            if move.resume_first:
                 dom.resume()
+                end["actions"].append("resumed on the destination")
             try:
                 dom.migrateToURI3(self.source_uri, {}, flags)
             except libvirt.libvirtError as exc:
                 raise StepError(f"could not migrate the domain back to the source: {_msg(exc)}") from None
             end["actions"].append("migrated back to the source")
             d["host"] = "source"
-            where = self._where(d["uuid"])
-        src = where["source"][0] if where["source"] else None
-        if src is not None:
-            state = _STATE_NAMES.get(src.state()[0], "unknown")
-            if state == "paused" and original.get("state") == "running":
+            doms, seen = self._seen(d["uuid"])
+        todo = fixups(
+            original,
+            seen.get("source"),
+            seen.get("destination"),
+            any_leg_completed=any(leg.status == LegStatus.COMPLETED for leg in ctx.legs),
+            settings_changed=bool(ctx.state.get("original_qmp")),
+        )
+        for action in todo:  # fixups names source actions only when a source domain was seen, and likewise the destination
+            src: Any = doms.get("source")
+            dst: Any = doms.get("destination")
+            if action == "resume":
                 src.resume()
                 end["actions"].append("resumed on the source")
-            if state == "running" and original.get("state") == "paused":
+            elif action == "suspend":
                 src.suspend()
                 end["actions"].append("paused again, as found")
-            if original.get("state") == "shutoff" and src.isActive():
+            elif action == "shut-off":
                 src.destroy()
                 end["actions"].append("shut off again, as found")
-            if original.get("persistent") and not src.isPersistent():
+            elif action == "define":
                 self.conn(self.source_uri).defineXML(src.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE))
                 end["actions"].append("defined on the source again")
-            if not original.get("persistent") and src.isPersistent() and src.isActive():
+            elif action == "make-transient":
                 src.undefine()
                 end["actions"].append("made transient again on the source")
-            if not any(leg.status == LegStatus.COMPLETED for leg in ctx.legs) and ctx.state.get("original_qmp") and src.isActive():
+            elif action == "restore-settings":
                 self._restore_qmp(src, ctx.state["original_qmp"])
                 end["actions"].append("migration capabilities and parameters restored")
-        if where["destination"]:
-            dom = where["destination"][0]
-            if not dom.isActive() and dom.isPersistent():
-                dom.undefine()
+            elif action == "undefine-destination":
+                dst.undefine()
                 end["actions"].append("removed the leftover definition on the destination")
         end["end"] = {role: v[1] for role, v in self._where(d["uuid"]).items() if v}
         return end

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
-__all__ = ["METADATA_NS", "domain_xml"]
+from .ownership import owner_element
 
-METADATA_NS = "https://migflow.dev/xmlns/domain/1"
+__all__ = ["domain_xml"]
 
 
 def domain_xml(
@@ -21,7 +21,7 @@ def domain_xml(
     return f"""<domain type='{virt_type}'>
   <name>{escape(name)}</name>
   <uuid>{uuid}</uuid>
-  <metadata><migflow:run xmlns:migflow='{METADATA_NS}'>{escape(run_id)}</migflow:run></metadata>
+  <metadata>{owner_element(run_id)}</metadata>
   <memory unit='MiB'>{int(memory_mib)}</memory>
   <vcpu>{int(vcpus)}</vcpu>
   <os>

@@ -132,6 +132,11 @@ class QemuBackend(Backend):
     def _role(self, uri: str) -> str:
         return "source" if uri == self.source_uri else "destination"
 
+    def reserve(self, holder):
+        from .reservation import reserve
+
+        return reserve({uri: host.address for uri, host in self.hosts.items()}, holder)
+
     def host_info(self) -> dict:
         info: dict = {}
         for uri, host in self.hosts.items():
@@ -213,7 +218,7 @@ class QemuBackend(Backend):
             raise StepError(
                 "no plugin provides a guest image for [domain.create]", hint="the built-in lab plugin does; is it disabled (MIGFLOW_DISABLE_PLUGINS)?"
             )
-        name = create.get("name") or "migflow-guest"
+        name = f"{create.get('name') or 'migflow-guest'}-{ctx.run_id}"
         if "," in name:
             raise StepError(f"domain name {name!r}: QEMU's -name cannot contain a comma")
         uid = str(uuidlib.uuid4())

@@ -14,6 +14,7 @@ from .legs import Leg
 
 if TYPE_CHECKING:
     from .plugins import Plugins
+    from .reservation import Holder, Reservation
 
 __all__ = ["Backend"]
 
@@ -36,6 +37,14 @@ class Backend:
 
     def close(self) -> None:
         """Release connections.  Must not raise."""
+
+    def reserve(self, holder: Holder) -> Reservation | None:
+        """Reserve both hosts for the workflow ``holder`` runs (:mod:`migflow.reservation`).
+
+        Raise :class:`~migflow.reservation.HostBusy` naming the holder when
+        another live run has one of them.  None: this backend cannot reserve.
+        """
+        return None
 
     def host_info(self) -> dict:
         """``{"source": {...versions}, "destination": {...}}`` (libvirt, hypervisor, kernel)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 import signal
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -60,6 +61,8 @@ class Engine:
     :param results: the DuckDB results file.
     :param echo: prints one line for the user (the progress display's).
     :param fail_fast: stop at the first run that does not complete.
+    :param wait_for_hosts: when another run holds the hosts, wait for them
+        (else :class:`~migflow.reservation.HostBusy`, exit status 6).
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class Engine:
         results: str,
         echo: Callable[[str], None] = print,
         fail_fast: bool = False,
+        wait_for_hosts: bool = True,
     ) -> None:
         self.plugins = plugins
         self.workflow = workflow
@@ -77,6 +81,7 @@ class Engine:
         self.results = results
         self.echo = echo
         self.fail_fast = fail_fast
+        self.wait_for_hosts = wait_for_hosts
         self.summaries: list[RunSummary] = []
         self._interrupt: str | None = None
         self._protected = False  # inside an always-run step (restore): finish it unless asked twice
@@ -122,7 +127,9 @@ class Engine:
         reconcile(self.results, self.plugins, self.hosts, self.echo)  # runs a killed migflow left "running"
         ingest_pending(self.results, wait_s=2.0)
         self.session = Session(self.workflow, self.hosts, self.plugins, self.results, self.echo)
-        with self._signals():
+        with self._signals(), self._reserved():
+            if self._interrupt:  # stopped while waiting for the hosts
+                return self.summaries
             try:
                 self.plugins.hook.migflow_workflow_started(session=self.session)
                 for planned in self._plan():
@@ -142,6 +149,62 @@ class Engine:
                 finally:
                     self._protected = False
         return self.summaries
+
+    @contextmanager
+    def _reserved(self) -> Iterator[None]:
+        """Hold both hosts for the whole workflow (:mod:`migflow.reservation`): wait while
+        another live run holds them (or fail at once with ``wait_for_hosts=False``),
+        renew the lease in the background, release on every way out."""
+        from .backend import Backend
+        from .reservation import RENEW_S, Holder, HostBusy
+
+        backend = self.plugins.make_backend(self.workflow.backend, self.hosts.source, self.hosts.destination)
+        if type(backend).reserve is Backend.reserve:  # this backend cannot reserve hosts
+            yield
+            return
+        try:
+            backend.open()
+        except Exception:  # an unreachable host: each run records why
+            backend.close()
+            yield
+            return
+        holder = Holder.me(new_run_id(), self.workflow.name)
+        reservation, said = None, False
+        try:
+            while not self._interrupt:
+                try:
+                    reservation = backend.reserve(holder)
+                    break
+                except HostBusy as exc:
+                    if not self.wait_for_hosts:
+                        raise
+                    if not said:
+                        self.echo(f"waiting: {exc.message}; migflow starts when it is free (Ctrl-C stops, --no-wait fails at once)")
+                        said = True
+                    time.sleep(1.0)
+            if said and reservation is not None:
+                self.echo("the hosts are free: starting")
+            stop = threading.Event()
+            renewer = threading.Thread(target=self._renew, args=(reservation, stop, RENEW_S), name="reservation-renewer", daemon=True)
+            if reservation is not None:
+                renewer.start()
+            try:
+                yield
+            finally:
+                stop.set()
+                if reservation is not None:
+                    renewer.join(5)
+                    reservation.release()
+        finally:
+            backend.close()
+
+    @staticmethod
+    def _renew(reservation: Any, stop: threading.Event, every_s: float) -> None:
+        while not stop.wait(every_s):
+            try:
+                reservation.renew()
+            except Exception:  # a host that went away: its runs say so
+                pass
 
     def _plan(self) -> Iterator[PlannedRun]:
         """The workflow's plan; with ``[adaptive]``, then more rounds of the scenarios
@@ -267,7 +330,7 @@ class Engine:
         if self._adaptive is not None:
             direction = {self.hosts.source: "there", self.hosts.destination: "back"}
             self._adaptive.add(sc.label, [(direction.get(leg.source, f"leg {leg.number}"), leg_value(leg, self._adaptive.metric)) for leg in ctx.legs])
-        res = recorder.finish(ctx.status, ctx.error)
+        res = recorder.finish(ctx.status, ctx.error, echo=self.echo)
         if not res.ingested:
             self.echo(res.message)
         return RunSummary(run_id, sc.label, planned.repetition, ctx.status, ctx.error, res.ingested, res.message)
@@ -289,6 +352,12 @@ class Engine:
         assert ctx.backend is not None
         env: dict[str, Any] = {"migflow": __version__, "python": platform.python_version(), "client": machine_facts()}
         hosts = ctx.backend.host_info()
+        for role, uri in (("source", self.hosts.source), ("destination", self.hosts.destination)):
+            runner = self.plugins.hook.migflow_host_runner(uri=uri)
+            if runner is not None and runner.same_machine and isinstance(hosts.get(role), dict):
+                # a host on this machine (the lab's): its kernel, load and memory are this machine's
+                facts = machine_facts()
+                hosts[role].update({k: facts[k] for k in ("kernel", "loadavg", "mem_available_mib")}, cpu_model_name=facts["cpu_model"])
         env["hosts"] = hosts
         for part in reversed(self.plugins.hook.migflow_environment(ctx=ctx)):  # later plugins win on equal keys
             if isinstance(part, dict):

@@ -9,6 +9,7 @@ Exit statuses (documented in docs/cli.md):
 3   a plugin could not be loaded (strict mode) or is missing
 4   a host or the lab is unreachable / prerequisites missing
 5   the results store could not be read or written
+6   the hosts are reserved by another run (``migflow run --no-wait``)
 70  internal error (an unexpected exception: a bug)
 130 interrupted by Ctrl-C
 ==  =========================================================
@@ -42,6 +43,7 @@ class ExitCode(IntEnum):
     PLUGIN = 3  #: a plugin could not be loaded (strict mode) or is missing
     HOST = 4  #: a host or the lab is unreachable, or prerequisites are missing
     STORE = 5  #: the results store could not be read or written
+    BUSY = 6  #: the hosts are reserved by another run (``--no-wait``)
     INTERNAL = 70  #: an unexpected exception: a bug
     INTERRUPTED = 130  #: Ctrl-C
 

@@ -17,7 +17,8 @@ __all__ = ["run"]
 @click.option("-n", "--repetitions", type=click.IntRange(1, 1000), help="Override the workflow's repetitions.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (scenarios, steps, resolved options) and touch no host.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first run that does not complete.")
-def run(workflow, source, destination, results, repetitions, dry_run, fail_fast):
+@click.option("--no-wait", is_flag=True, help="When another migflow run holds the hosts, exit at once (status 6) instead of waiting for them.")
+def run(workflow, source, destination, results, repetitions, dry_run, fail_fast, no_wait):
     """Run WORKFLOW: every scenario x repetition, one run each.
 
     Each run executes the workflow's steps in order; restore (and any step
@@ -40,9 +41,14 @@ def run(workflow, source, destination, results, repetitions, dry_run, fail_fast)
     qemu+tcp or the migration stream is unencrypted outside the lab
     (docs/security.md).
 
+    One run at a time uses a pair of hosts: a second `migflow run` on the same
+    hosts waits until the first ends, saying which run holds them (--no-wait:
+    exit at once).
+
     Exit status: 0 all runs completed, 1 some run failed or was lost,
     2 invalid workflow or options, 3 plugin problem, 4 hosts unreachable,
-    5 results file not writable, 130 interrupted (docs/cli.md).
+    5 results file not writable, 6 hosts busy (--no-wait), 130 interrupted
+    (docs/cli.md).
     """
     from ..engine import Engine
     from ..errors import ExitCode, UsageError
@@ -70,7 +76,7 @@ def run(workflow, source, destination, results, repetitions, dry_run, fail_fast)
     display.echo(
         f"workflow {wf.name}: {len(wf.scenarios)} scenario(s) x {wf.repetitions} repetition(s) = {len(wf.plan)} run(s); {redact_uri(hosts.source)} -> {redact_uri(hosts.destination)}; results in {wf.results}"
     )
-    engine = Engine(plugins, wf, hosts, wf.results, echo=display.echo, fail_fast=fail_fast)
+    engine = Engine(plugins, wf, hosts, wf.results, echo=display.echo, fail_fast=fail_fast, wait_for_hosts=not no_wait)
     summaries = engine.run()
     _print_summary(summaries, wf, display.echo)
     if engine.interrupted:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from ..redact import redact_json, redact_text, redact_uri
 from ..status import RunStatus
 from .schema import LEG_STATUSES, MEASUREMENT_COLUMNS, RUN_STATUSES, STAT_COLUMNS, STEP_STATUSES, TABLES
 from .spool import SPOOL_FORMAT, spool_path, write_samples, write_spool
-from .store import ingest_spools
+from .store import DatabaseLocked, ingest_spools
 from .values import normalize_row, to_timestamp
 
 __all__ = ["IngestResult", "RunRecorder", "sample_from_stats"]
@@ -226,11 +227,12 @@ class RunRecorder:
         except OSError as exc:
             raise StoreError(f"cannot write the run's spool file {self.path}: {exc}") from None
 
-    def finish(self, status: str, error: str | None = None, wait_s: float = 30.0) -> IngestResult:
+    def finish(self, status: str, error: str | None = None, wait_s: float = 30.0, echo: Callable[[str], None] | None = None) -> IngestResult:
         """End the run: set status, error and ``ended_at``, flush, and write the
         run (then any other pending spooled runs) to the database, retrying up
-        to ``wait_s`` seconds while it is locked.  Never raises for a locked or
-        unusable database: the spool stays and the result says so."""
+        to ``wait_s`` seconds while it is locked (saying so once through ``echo``,
+        with the holder's PID when DuckDB gives it).  Never raises for a locked
+        or unusable database: the spool stays and the result says so."""
         if self._finished is not None:
             return self._finished
         if status not in _FINAL:
@@ -238,7 +240,15 @@ class RunRecorder:
         self._run.update(normalize_row("runs", {"status": status, "error": error, "ended_at": time.time()}))
         self._redact()
         self.flush()
-        summary = ingest_spools(self.results_path, wait_s, first=self.path)
+
+        def waiting(lock: DatabaseLocked) -> None:
+            if echo is not None:
+                echo(
+                    f"{lock.message}: waiting up to {wait_s:g} s to write run {self.run_id}; nothing is lost meanwhile "
+                    f"(the run is kept in {self.path.parent.name}/ and written later if the file stays locked)"
+                )
+
+        summary = ingest_spools(self.results_path, wait_s, first=self.path, on_wait=waiting)
         # not in our summary but gone: another thread or process wrote it meanwhile
         ok = self.run_id in summary.ingested or (self.run_id not in summary.pending and not self.path.exists())
         if ok:

@@ -13,10 +13,12 @@ import random
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import StoreError
+from ..procs import command_name
 from ..redact import redact_uri
 from ..status import RunStatus
 from .abandoned import abandon, owner_is_dead
@@ -39,7 +41,8 @@ class DatabaseLocked(StoreError):
 
     def __init__(self, path, pid: int | None, detail: str):
         self.path, self.pid, self.detail = str(path), pid, detail
-        who = f"PID {pid}" if pid else "another process"
+        name = command_name(pid) if pid else ""
+        who = (f"PID {pid} ({name})" if name else f"PID {pid}") if pid else "another process"
         if pid == os.getpid():
             who = "this process (another connection with a different read_only setting)"
         super().__init__(f"{Path(path).name} is locked by {who}")
@@ -56,7 +59,11 @@ def _lock_pid(exc: Exception) -> tuple[bool, int | None]:
     return False, None
 
 
-def _connect(path, *, read_only: bool, wait_s: float):
+#: called once when a writer starts waiting for a locked file (the lock, with the holder's PID)
+OnWait = Callable[["DatabaseLocked"], None]
+
+
+def _connect(path, *, read_only: bool, wait_s: float, on_wait: OnWait | None = None):
     import duckdb
 
     deadline = time.monotonic() + max(0.0, wait_s)
@@ -71,6 +78,9 @@ def _connect(path, *, read_only: bool, wait_s: float):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise DatabaseLocked(path, pid, str(exc)) from None
+            if on_wait is not None:
+                on_wait(DatabaseLocked(path, pid, str(exc)))
+                on_wait = None  # say it once
             time.sleep(min(delay * random.uniform(0.7, 1.3), remaining))  # last try at the deadline
             delay = min(delay * 2, 0.5)
 
@@ -98,11 +108,11 @@ def open_readonly(results_path, wait_s: float = 3.0):
     return con
 
 
-def connect_writer(results_path, wait_s: float):
+def connect_writer(results_path, wait_s: float, on_wait: OnWait | None = None):
     """A read-write connection with the schema in place; raises ``DatabaseLocked``."""
     path = Path(results_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = _connect(path, read_only=False, wait_s=wait_s)
+    con = _connect(path, read_only=False, wait_s=wait_s, on_wait=on_wait)
     try:
         ensure_schema(con)
     except Exception:
@@ -267,17 +277,17 @@ class IngestSummary:
         return "; ".join(parts)
 
 
-def ingest_spools(results_path, wait_s: float = 10.0, *, first: Path | None = None) -> IngestSummary:
+def ingest_spools(results_path, wait_s: float = 10.0, *, first: Path | None = None, on_wait: OnWait | None = None) -> IngestSummary:
     """Move every ready spool into the database, one transaction per run.
 
     ``first`` (a spool path) is written before the others.  Never raises for a
     locked database: the runs stay spooled and are listed in ``pending``.
     """
     with _INGEST_LOCK:
-        return _ingest_spools(results_path, wait_s, first)
+        return _ingest_spools(results_path, wait_s, first, on_wait)
 
 
-def _ingest_spools(results_path, wait_s: float, first: Path | None) -> IngestSummary:
+def _ingest_spools(results_path, wait_s: float, first: Path | None, on_wait: OnWait | None = None) -> IngestSummary:
     summary = IngestSummary()
     paths = list_spools(results_path)
     if first is not None:
@@ -299,7 +309,7 @@ def _ingest_spools(results_path, wait_s: float, first: Path | None) -> IngestSum
     if not ready:
         return summary
     try:
-        con = connect_writer(results_path, wait_s)
+        con = connect_writer(results_path, wait_s, on_wait)
     except DatabaseLocked as exc:
         summary.lock = exc
         summary.pending.extend(d["run"]["run_id"] for _, d in ready)
