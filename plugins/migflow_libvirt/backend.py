@@ -93,7 +93,10 @@ def _record_watch(leg, watch: QemuWatch, returned: float | None) -> None:
     if returned is not None:
         leg.extra.update(watch.phases(leg.started_mono, returned))
     if watch.events:
-        leg.extra["qemu_events"] = [{**e, "arrived_ms": round((e.pop("arrived") - leg.started_mono) * 1000.0, 3)} for e in watch.timeline()]
+        leg.extra["qemu_events"] = [
+            {"event": e["event"], "status": e["status"], "qemu_time": e["qemu_time"], "arrived_ms": round((e["arrived"] - leg.started_mono) * 1000.0, 3)}
+            for e in watch.timeline()
+        ]
 
 
 class LibvirtBackend(Backend):

@@ -91,7 +91,12 @@ class QemuWatch:
         return self
 
     def _on_event(self, _conn, _dom, name, seconds, micros, details, _opaque) -> None:
-        status = (details or {}).get("status") if isinstance(details, dict) else None
+        if isinstance(details, str):  # libvirt hands over the event's data as JSON text
+            try:
+                details = json.loads(details)
+            except ValueError:
+                details = None
+        status = details.get("status") if isinstance(details, dict) else None
         event = Event(name, status, seconds + micros / 1e6, time.monotonic())
         with self._lock:
             first_active = status == "active" and not any(e.status == "active" for e in self.events)
