@@ -8,8 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _lab_skip_reason() -> str | None:
@@ -44,3 +49,28 @@ def lab():
                 pytest.fail(f"the lab is required in CI and cannot start: {exc}")
             pytest.skip(f"the lab cannot start here: {exc}")
     yield hosts.status()
+
+
+@pytest.fixture(scope="session")
+def shipped_run(lab, tmp_path_factory):
+    """Run a shipped workflow through the real command line, at most once per session.
+
+    ``shipped_run("zstack_default")`` -> (results file, completed process): the
+    workflow tests and the documentation's examples share these results.
+    """
+    cache: dict = {}
+
+    def run(name: str):
+        if name not in cache:
+            db = tmp_path_factory.mktemp(name) / "results.duckdb"
+            proc = subprocess.run(
+                [sys.executable, "-m", "migflow", "run", str(ROOT / "workflows" / f"{name}.toml"), "--results", str(db)],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+            cache[name] = (db, proc)
+        return cache[name]
+
+    return run

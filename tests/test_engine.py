@@ -17,6 +17,7 @@ import fakes
 import pytest
 
 from migflow.engine import Engine
+from migflow.hookspecs import hookimpl
 from migflow.plugins import get_plugins
 from migflow.registry import HostPair
 from migflow.workflow.model import PlannedRun, Scenario, StepUse, Workflow
@@ -190,3 +191,42 @@ def test_an_unexpected_exception_keeps_its_traceback_in_the_run(plugins, tmp_pat
     assert summary.status == "failed" and summary.error == "step 'buggy' failed: KeyError: 'missing'"
     [(extra,)] = rows(db, "SELECT extra->>'$.traceback' FROM runs")
     assert "KeyError: 'missing'" in extra and "_bug" in extra
+
+
+class MeasuringPlugin:
+    """A third-party observer recording its own measurements through the public API."""
+
+    @hookimpl
+    def migflow_leg_finished(self, ctx, leg):
+        ctx.record_metric("probe.leg_number_x10", leg.number * 10.0, "units", leg=leg, plugin="probe")
+
+    @hookimpl
+    def migflow_run_finished(self, ctx):
+        ctx.record_metric("probe.legs", float(len(ctx.legs)), "legs", plugin="probe")
+
+
+def test_a_plugins_metric_is_a_row_and_a_statistic(tmp_path):
+    from migflow.records import open_readonly
+    from migflow.records.analysis import report_data
+
+    plugins = get_plugins(extra=(fakes, MeasuringPlugin()))
+    db = tmp_path / "r.duckdb"
+    wf = workflow([("prepare-domain", {}), ("migrate", {"mode": "fake-mode", "sleep": 0.05}), ("collect-qmp", {}), ("restore", {})], repetitions=2, round_trip=True)
+    summaries = Engine(plugins, wf, HOSTS, str(db), echo=lambda s: None).run()
+    assert [s.status for s in summaries] == ["completed", "completed"]
+    assert rows(db, "SELECT leg, name, value, unit, plugin FROM metrics ORDER BY run_id, leg, name")[:3] == [
+        (0, "probe.legs", 2.0, "legs", "probe"),
+        (1, "probe.leg_number_x10", 10.0, "units", "probe"),
+        (2, "probe.leg_number_x10", 20.0, "units", "probe"),
+    ]
+    stats = rows(db, "SELECT leg, direction, n, mean, unit FROM scenario_leg_stats WHERE metric LIKE 'probe.%' ORDER BY leg")
+    assert stats == [(0, "run", 2, 2.0, "legs"), (1, "there", 2, 10.0, "units"), (2, "back", 2, 20.0, "units")]
+    con = open_readonly(db)
+    try:
+        data = report_data(con, "t")
+    finally:
+        con.close()
+    from migflow.report.series import chart_metrics
+
+    assert {"probe.leg_number_x10", "probe.legs"} <= set(chart_metrics(data))
+    assert [lg["probe.leg_number_x10"] for lg in data["legs"]][:2] == [10.0, 20.0]

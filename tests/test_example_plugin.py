@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -59,9 +60,25 @@ def venv(tmp_path_factory):
     # pip builds in the source tree (build/, *.egg-info): build from a copy, keep the checkout clean
     shutil.copytree(EXAMPLE, package, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(base / "venv")], check=True)
+    # --system-site-packages sees the *base* interpreter's packages; under a virtualenv that is
+    # not the migflow under test.  Add this interpreter's site directories (their .pth files
+    # included: an editable migflow's finder) so the venv runs exactly the code under test.
+    site_dir = next((base / "venv" / "lib").glob("python*/site-packages"))
+    outer = [p for p in site.getsitepackages() + [site.getusersitepackages()] if Path(p).is_dir()]
+    (site_dir / "zz_code_under_test.pth").write_text("".join(f"import site; site.addsitedir({p!r})\n" for p in outer))
     v = Venv(base / "venv", package)
     v.install()
     yield v
+
+
+def test_the_venv_runs_the_code_under_test(venv):
+    import migflow
+
+    proc = venv.run("-c", "import migflow, migflow_steps; print(migflow.__file__); print(migflow_steps.__file__)")
+    assert proc.returncode == 0, proc.stderr
+    import migflow_steps
+
+    assert proc.stdout.split() == [migflow.__file__, migflow_steps.__file__]
 
 
 def _example(plugins_json: str) -> dict | None:
@@ -107,6 +124,19 @@ def test_workflow_runs_on_the_lab(venv, lab, tmp_path):
     assert [(m, s) for m, s, _, _ in legs] == [("p2p-compressed", "completed")] * 2
     assert all(f == ["compressed", "live", "peer2peer"] and cache for _, _, f, cache in legs)  # xbzrle was in force
     assert json.loads(check)["alive"] is True
+    # its own measurement, recorded through ctx.record_metric, is a statistic like migflow's
+    with duckdb.connect(str(db), read_only=True) as con:
+        [(n, mean, unit)] = con.execute("SELECT n, mean, unit FROM scenario_stats WHERE metric = 'example.wall_s'").fetchall()
+        walls = [w for (w,) in con.execute("SELECT wall_ms FROM migrations ORDER BY leg").fetchall()]
+    assert n == 2 and unit == "s" and abs(mean - sum(walls) / 2000.0) < 1e-6
+    report = tmp_path / "r.html"
+    rep = venv.migflow("report", "--results", str(db), "--output", str(report))
+    assert rep.returncode == 0, rep.stderr
+    html = report.read_text()
+    start = html.index('id="metric-example.wall_s"')
+    end = html.find('<div class="card"', start)
+    card = html[start : end if end > 0 else len(html)]
+    assert "recorded by plugin example" in card and card.count('class="dot"') == 2  # one dot per leg
 
 
 def _outer_has_example() -> bool:

@@ -96,7 +96,7 @@ class GuestFakes:
     def migflow_register_backends(self, register):
         from migflow.registry import BackendSpec
 
-        register(BackendSpec("fake", GuestBackend))
+        register(BackendSpec("fake", GuestBackend, override=True))
 
 
 WORKFLOW = """name = "every_hook"

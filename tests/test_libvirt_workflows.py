@@ -39,20 +39,9 @@ def query(db, sql, *params):
 
 
 @pytest.fixture(scope="module")
-def ran(lab, tmp_path_factory):
-    """workflow name -> (results file, completed process), each run at most once."""
-    cache = {}
-
-    def run(name):
-        if name not in cache:
-            db = tmp_path_factory.mktemp(name) / "results.duckdb"
-            proc = migflow("run", str(ROOT / "workflows" / f"{name}.toml"), "--results", str(db))
-            cache[name] = (db, proc)
-        return cache[name]
-
-    yield run
-    # the link shaping of seed_comparison must not slow later modules
-    subprocess.run([sys.executable, "-m", "migflow", "lab", "shape", "--clear"], check=False, capture_output=True)
+def ran(shipped_run):
+    """workflow name -> (results file, completed process), each run at most once per session."""
+    return shipped_run
 
 
 @pytest.mark.parametrize("name", [w for w in WORKFLOWS if w != "unmanaged_direct" and w != "seed_comparison"])
@@ -153,6 +142,12 @@ def test_seed_comparison_covers_every_mode_twice(ran):
     )
     assert 700 <= median <= 1100, median
     assert average <= 1000 * 1.05, average  # bytes over time cannot beat the shaped link
+    # every run and every leg recorded the shaping in force; the workflow put the link back as it found it
+    links = query(db, "SELECT DISTINCT environment->>'$.link.rate', m.link->>'$.rate' FROM runs JOIN migrations m USING (run_id)")
+    assert links == [("1gbit", "1gbit")], links
+    status = json.loads(migflow("lab", "status", "--json").stdout)
+    assert status["link"] == {"rate": None, "delay_ms": None, "jitter_ms": None, "loss_pct": None}
+    assert "lab: link shaping put back as before the workflow (unshaped)" in proc.stdout + proc.stderr
 
 
 def test_seed_comparison_report_shows_every_mode_with_its_repetitions(ran, tmp_path):

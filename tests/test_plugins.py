@@ -41,7 +41,7 @@ class LateGuest:
 
     @hookimpl
     def migflow_register_modes(self, register):
-        register(ModeSpec("p2p", "libvirt", ("live", "peer2peer", "compressed")))
+        register(ModeSpec("p2p", "libvirt", ("live", "peer2peer", "compressed"), override=True))
 
 
 def test_a_later_plugin_overrides_firstresult_hooks_and_registrations():
@@ -56,9 +56,110 @@ class Misspelled:
         pass
 
 
-def test_a_misspelled_hook_is_an_error():
-    with pytest.raises(PluginError, match="unknown hook"):
-        get_plugins(extra=(Misspelled(),))
+def test_a_misspelled_hook_skips_the_plugin_with_a_named_warning():
+    with pytest.warns(PluginLoadWarning, match="migflow_register_stepz is not a migflow hook \\(did you mean 'migflow_register_steps'\\?\\)"):
+        plugins = get_plugins(extra=(Misspelled(),))
+    assert "Misspelled" not in " ".join(i.name for i in plugins.infos)
+    with pytest.raises(PluginError, match="did you mean 'migflow_register_steps'"):
+        get_plugins(strict=True, extra=(Misspelled(),))
+
+
+def test_a_registration_never_replaces_another_plugins_silently():
+    class Clash:
+        @hookimpl
+        def migflow_register_modes(self, register):
+            register(ModeSpec("p2p", "libvirt", ("live",)))
+
+    with pytest.warns(PluginLoadWarning, match="registers the mode 'p2p', which plugin 'libvirt' already provides: refused"):
+        plugins = get_plugins(extra=(Clash(),))
+    assert plugins.modes["p2p"].flags == ("live", "peer2peer")  # the built-in stays
+
+
+def _distribution(tmp_path: Path, name: str, code: str) -> dict:
+    """An installed third-party plugin: a distribution with an entry point, visible through PYTHONPATH."""
+    site = tmp_path / f"site-{name}"
+    (site / f"{name}_pkg").mkdir(parents=True)
+    (site / f"{name}_pkg" / "__init__.py").write_text(textwrap.dedent(code))
+    info = site / f"migflow_{name}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: migflow-{name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[migflow]\n{name} = {name}_pkg\n")
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
+
+
+def _migflow(*args, env):
+    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, env=env, timeout=120)
+
+
+TRAPS = {
+    "restore": (
+        """
+        from migflow.hookspecs import hookimpl
+        from migflow.registry import StepSpec
+        @hookimpl
+        def migflow_register_steps(register):
+            register(StepSpec("restore", lambda ctx, options: {}))
+        """,
+        "registers the step 'restore', which plugin 'steps' already provides: refused",
+    ),
+    "typo": (
+        """
+        def migflow_leg_finshed(ctx, leg):
+            pass
+        """,
+        "migflow_leg_finshed is not a migflow hook (did you mean 'migflow_leg_finished'?)",
+    ),
+    "undecorated": (
+        """
+        def migflow_leg_finished(ctx, leg):
+            pass
+        """,
+        "migflow_leg_finished has no @hookimpl, so it would never be called",
+    ),
+    "decoratedtypo": (
+        """
+        from migflow.hookspecs import hookimpl
+        @hookimpl
+        def migflow_run_finshed(ctx):
+            pass
+        """,
+        "migflow_run_finshed is not a migflow hook (did you mean 'migflow_run_finished'?)",
+    ),
+}
+
+
+@pytest.mark.parametrize("trap", sorted(TRAPS))
+def test_plugin_traps_are_named_errors_that_leave_other_commands_usable(tmp_path, trap):
+    code, says = TRAPS[trap]
+    env = _distribution(tmp_path, trap, code)
+    listed = _migflow("plugins", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    failures = json.loads(listed.stdout)["failures"]
+    assert any(says in f and f"migflow-{trap}" in f for f in failures), failures
+    assert _migflow("--help", env=env).returncode == 0  # unrelated commands still work
+    checked = _migflow("validate", str(ROOT / "workflows" / "p2p.toml"), env=env)
+    assert checked.returncode == 0 and says in checked.stderr, checked.stdout + checked.stderr
+    strict = _migflow("--strict-plugins", "plugins", env=env)
+    assert strict.returncode == 3 and says in strict.stderr and f"migflow-{trap}" in strict.stderr, strict.stderr
+    assert "Traceback" not in strict.stderr
+
+
+def test_an_explicit_override_is_listed(tmp_path):
+    env = _distribution(
+        tmp_path,
+        "keep",
+        """
+        from migflow.hookspecs import hookimpl
+        from migflow.registry import StepSpec
+        @hookimpl
+        def migflow_register_steps(register):
+            register(StepSpec("restore", lambda ctx, options: {"mine": True}, always_run=True, override=True))
+        """,
+    )
+    listed = json.loads(_migflow("plugins", "--json", env=env).stdout)
+    [mine] = [p for p in listed["plugins"] if p["name"] == "keep"]
+    assert mine["overrides"] == ["step restore (from steps)"] and not listed["failures"]
+    assert "overrides: step restore (from steps)" in _migflow("plugins", env=env).stdout
 
 
 def _broken_distribution(tmp_path: Path) -> dict:
@@ -70,7 +171,7 @@ def _broken_distribution(tmp_path: Path) -> dict:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: migflow-broken\nVersion: 1.2.3\n")
     (info / "entry_points.txt").write_text("[migflow]\nbroken = broken_plugin_pkg\n")
-    return dict(os.environ, PYTHONPATH=str(dist))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(dist), os.environ.get("PYTHONPATH")])))
 
 
 def test_a_broken_plugin_warns_naming_it_and_its_distribution(tmp_path):

@@ -135,6 +135,36 @@ def test_closed_connection_and_timeouts(server, tmp_path):
     assert time.monotonic() - t0 < 5
 
 
+def test_a_peer_that_accepts_and_stays_silent_is_given_up_on(tmp_path):
+    """No greeting: connect() ends at its timeout instead of waiting forever."""
+    path = tmp_path / "silent.sock"
+    srv = socket.socket(socket.AF_UNIX)
+    srv.bind(str(path))
+    srv.listen(1)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(QMPConnectionError, match=r"no greeting within 0\.5 s"):
+            QMPClient(str(path)).connect(timeout=0.5)
+        assert time.monotonic() - t0 < 3
+    finally:
+        srv.close()
+
+
+def test_an_error_without_id_answers_the_waiting_command(server):
+    """QEMU answers a request it cannot parse with an error that has no id: the caller hears it at once."""
+    s = server({"broken": lambda a: (None, [], 0)})
+
+    def no_id(msg):  # this command's error comes without its id
+        s.send({"error": {"class": "GenericError", "desc": "JSON parse error, invalid keyword 'broken'"}})
+
+    s._answer = lambda msg, _orig=s._answer: no_id(msg) if msg["execute"] == "broken" else _orig(msg)
+    with QMPClient(s.path).connect(timeout=5) as c:
+        t0 = time.monotonic()
+        with pytest.raises(QMPError, match="JSON parse error"):
+            c.execute("broken", timeout=20)
+        assert time.monotonic() - t0 < 2  # not the whole timeout
+
+
 def test_host_uris():
     from migflow.plugins import get_plugins
 

@@ -103,9 +103,9 @@ def test_views_exist_and_work_on_an_empty_database(tmp_path):
         for view in VIEW_NAMES:
             cur = con.execute(f"SELECT * FROM {view}")
             rows = cur.fetchall()
-            assert rows == [] or view == "metrics", view
+            assert rows == [] or view == "metric_catalog", view
             assert len(cur.description) > 3
-        assert [r[0] for r in con.execute("SELECT metric FROM metrics ORDER BY position").fetchall()] == [m for m, *_ in METRICS]
+        assert [r[0] for r in con.execute("SELECT metric FROM metric_catalog ORDER BY position").fetchall()] == [m for m, *_ in METRICS]
     finally:
         con.close()
 
@@ -203,7 +203,7 @@ def test_a_file_without_views_gets_temp_views_when_read(tmp_path):
     path = tmp_path / "old.duckdb"
     build_results(path)
     with duckdb.connect(str(path)) as con:  # as written by migflow before the views existed
-        for v in ("scenario_leg_stats", "scenario_stats", "leg_metrics", "metrics", "legs"):
+        for v in ("scenario_leg_stats", "scenario_stats", "leg_metrics", "metric_catalog", "legs"):
             con.execute(f"DROP VIEW {v}")
         con.execute("DROP MACRO t_crit95")
         con.execute("DROP MACRO link_rate_mbps")

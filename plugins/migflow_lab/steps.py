@@ -31,6 +31,9 @@ def run_shape_link(ctx, options: dict) -> dict:
     state = getattr(ctx, "state", None)
     if isinstance(state, dict):
         state["link"] = dict(link)
+    recorder = getattr(ctx, "recorder", None)
+    if recorder is not None:  # the run's recorded conditions follow what it shaped
+        recorder.set_run(environment={"link": dict(link)})
     return link
 
 

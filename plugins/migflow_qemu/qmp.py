@@ -52,6 +52,7 @@ class QMPClient:
         self._send_lock = threading.Lock()
         self._cond = threading.Condition()
         self._responses: dict[str, dict] = {}
+        self._pending: list[str] = []  # ids sent and not answered yet, oldest first
         self._events: list[dict] = []
         self._closed = False
         self._reader: threading.Thread | None = None
@@ -80,8 +81,13 @@ class QMPClient:
             time.sleep(0.02)
         self._sock = sock
         self._file = sock.makefile("rb")
+        sock.settimeout(max(0.05, deadline - time.monotonic()))  # a peer that accepts and stays silent
+        try:
+            line = self._file.readline()
+        except TimeoutError:
+            self.close()
+            raise QMPConnectionError(f"QMP socket {self.path}: no greeting within {timeout:g} s (is it QEMU's QMP socket?)") from None
         sock.settimeout(None)
-        line = self._file.readline()
         if not line:
             self.close()
             raise QMPConnectionError(f"QMP socket {self.path} closed before the greeting")
@@ -142,9 +148,15 @@ class QMPClient:
                     with self._cond:
                         self._events.append(msg)
                         self._cond.notify_all()
-                elif "id" in msg:
+                elif "id" in msg or "error" in msg:
                     with self._cond:
-                        self._responses[str(msg["id"])] = msg
+                        # QEMU answers in order; an error without an id (a request it could
+                        # not parse) answers the oldest command still waiting
+                        cid = str(msg["id"]) if "id" in msg else (self._pending[0] if self._pending else None)
+                        if cid is not None:
+                            self._responses[cid] = msg
+                            if cid in self._pending:
+                                self._pending.remove(cid)
                         self._cond.notify_all()
         except (OSError, ValueError):
             pass
@@ -168,9 +180,13 @@ class QMPClient:
             msg["arguments"] = arguments
         data = json.dumps(msg).encode() + b"\n"
         with self._send_lock:
+            with self._cond:
+                self._pending.append(cid)
             try:
                 self._sock.sendall(data)
             except (OSError, AttributeError) as exc:
+                with self._cond:
+                    self._pending.remove(cid)
                 raise QMPConnectionError(f"{command}: cannot send to {self.path}: {exc}") from None
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -179,6 +195,8 @@ class QMPClient:
                 if self._closed:
                     raise QMPConnectionError(f"{command}: the QMP connection to {self.path} closed (did QEMU exit?)")
                 if left <= 0:
+                    if cid in self._pending:
+                        self._pending.remove(cid)
                     raise QMPConnectionError(f"{command}: no answer from {self.path} within {timeout:g} s")
                 self._cond.wait(left)
             resp = self._responses.pop(cid)

@@ -62,6 +62,16 @@ class RunContext:
     def hook(self):
         return self.plugins.hook
 
+    def record_metric(self, name: str, value: float, unit: str | None = None, *, leg: Leg | int | None = None, plugin: str | None = None) -> None:
+        """Record a measurement of your own as an SQL row (table ``metrics``) that the
+        statistics views, ``compare`` and the report pick up like migflow's own.
+
+        :param name: prefix it with your plugin's name (``example.wall_s``).
+        :param leg: the leg it measures (a :class:`~migflow.legs.Leg` or its number), or None for the run.
+        """
+        number = leg.number if isinstance(leg, Leg) else leg
+        self.recorder.add_metric(name, value, unit, leg=number, plugin=plugin)
+
     # -- legs -------------------------------------------------------------------
     def new_leg(self, source: str, destination: str, mode: str, flags: list[str]) -> Leg:
         leg = Leg(number=len(self.legs) + 1, source=source, destination=destination, mode=mode, flags=list(flags))

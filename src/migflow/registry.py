@@ -30,6 +30,10 @@ class StepSpec:
         before the first step executes: a step that observes others (``collect-qmp``)
         subscribes here.
     :param description: one line for ``migflow plugins`` and the docs.
+    :param override: replace a step of the same name that another plugin
+        registered earlier (a built-in's too).  Without it such a registration
+        is refused: a plugin cannot replace ``restore`` by accident and lose
+        its ``always_run``.
     """
 
     name: str
@@ -38,6 +42,7 @@ class StepSpec:
     always_run: bool = False
     arm: Callable[..., Any] | None = None
     description: str = ""
+    override: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class BackendSpec:
     :param flags: the migration flags the backend understands (``live``,
         ``peer2peer`` ...).  A mode of this backend with any other flag is
         refused by ``migflow validate``; empty: not checked.
+    :param override: replace a backend of the same name registered earlier.
     """
 
     name: str
@@ -61,6 +67,7 @@ class BackendSpec:
     description: str = ""
     default_mode: str | None = None
     flags: tuple[str, ...] = ()
+    override: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,7 @@ class ModeSpec:
     :param incompatible: option names (flags, capabilities) that cannot be used
         with this mode, each mapped to the reason; rejected at validation time.
     :param description: one line.
+    :param override: replace a mode of the same name registered earlier.
     """
 
     name: str
@@ -85,6 +93,7 @@ class ModeSpec:
     destination: str = "uri"
     incompatible: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    override: bool = False
 
 
 @dataclass(frozen=True)

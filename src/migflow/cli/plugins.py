@@ -21,7 +21,7 @@ def plugins(as_json):
     \b
     Examples:
       migflow plugins
-      migflow plugins --json | jq '.[].steps'
+      migflow plugins --json | jq '.plugins[].steps'
     """
     import json
     import warnings
@@ -46,6 +46,7 @@ def plugins(as_json):
                 "backends": info.backends,
                 "modes": info.modes,
                 "commands": info.commands,
+                "overrides": info.overrides,
             }
         )
     if as_json:
@@ -54,7 +55,7 @@ def plugins(as_json):
     for row in rows:
         origin = "built-in" if row["builtin"] else f"from {row['distribution']}"
         click.echo(f"{row['name']} {row['version'] or ''} ({origin}, {row['module']})")
-        for kind in ("steps", "backends", "modes", "commands"):
+        for kind in ("steps", "backends", "modes", "commands", "overrides"):
             if row[kind]:
                 click.echo(f"  {kind}: {', '.join(row[kind])}")
         click.echo(f"  hooks: {', '.join(row['hooks'])}")

@@ -33,7 +33,7 @@ def runs(limit: int, workflow: str | None, status: str | None, as_json: bool, re
     Examples:
       migflow runs
       migflow runs --status failed --limit 50
-      migflow runs --workflow zstack-default --json | jq '.[].run_id'
+      migflow runs --workflow zstack_default --json | jq '.[].run_id'
 
     Then look closer with SQL, e.g.
     migflow query "SELECT * FROM steps WHERE run_id = 'RUN' ORDER BY position".

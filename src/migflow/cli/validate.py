@@ -15,14 +15,13 @@ __all__ = ["validate"]
     epilog="""\b
 Examples:
   migflow validate workflows/*.toml
-  migflow validate --json my.toml | jq '.[].issues[].message'
+  migflow validate --json workflows/p2p.toml | jq '.[] | {file, ok}'
+  migflow validate docs/examples/broken.toml
 
 \b
-Output (exit status 2 when any file is invalid):
-  OK workflows/p2p.toml (1 scenario, 2 runs)
-  my.toml:3: repetitions: expected an integer ≥ 1, got -3
-  my.toml:14: steps[1].mode: 'p2pp' is not one of 'managed-direct', 'p2p', ... (did you mean 'p2p'?)
-  my.toml:17: steps[2].use: no plugin provides the step 'restor' (did you mean 'restore'? known: ...)
+Output of the last one (exit status 2: the file is invalid):
+  docs/examples/broken.toml:3: repetitions: expected an integer ≥ 1, got -3
+  docs/examples/broken.toml:16: steps[2].use: no plugin provides the step 'restor' (did you mean 'restore'? known: ...
 
 Every problem of a file is reported at once as FILE:LINE: JSON.PATH: what is
 expected.  The workflow language is described in docs/workflow.md.""",

@@ -59,7 +59,7 @@ def scenarios(con, workflow: str) -> list[dict]:
 
 
 def metric_names(con) -> list[dict]:
-    return _rows(con, "SELECT metric, unit, description FROM metrics ORDER BY position")
+    return _rows(con, "SELECT metric, unit, description, source FROM metric_catalog ORDER BY position")
 
 
 def metric_values(con, workflow: str, scenario: str, metric: str) -> list[dict]:
@@ -91,6 +91,14 @@ def report_data(con, workflow: str, *, max_samples_per_leg: int = 2000) -> dict:
         "FROM legs WHERE workflow = ? ORDER BY plan_index, leg",
         [workflow],
     )
+    # plugins' own per-leg measurements (table metrics), alongside the columns, for the charts
+    extra = _rows(
+        con, "SELECT run_id, leg, name, value FROM metrics WHERE leg > 0 AND run_id IN (SELECT run_id FROM runs WHERE workflow = ?)", [workflow]
+    )
+    by_leg = {(lg["run_id"], lg["leg"]): lg for lg in legs}
+    for m in extra:
+        if (m["run_id"], m["leg"]) in by_leg:
+            by_leg[(m["run_id"], m["leg"])][m["name"]] = m["value"]
     stats = _rows(con, "SELECT * FROM scenario_leg_stats WHERE workflow = ? ORDER BY scenario, leg, metric", [workflow])
     pooled = _rows(con, "SELECT * FROM scenario_stats WHERE workflow = ? ORDER BY scenario, metric", [workflow])
     steps = _rows(

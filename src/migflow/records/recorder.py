@@ -91,6 +91,7 @@ class RunRecorder:
         self._steps: dict[int, dict] = {}
         self._legs: dict[int, dict] = {}
         self._samples: dict[tuple, dict] = {}
+        self._metrics: dict[tuple, dict] = {}
         self._samples_written = 0  # rows in the samples file on disk
         self._samples_changed = False  # a row on disk was replaced since
         self._finished: IngestResult | None = None
@@ -182,6 +183,15 @@ class RunRecorder:
             row["error"] = redact_text(row["error"])
         self._legs[row["leg"]] = {**self._legs.get(row["leg"], {}), **row}
 
+    def add_metric(self, name: str, value: float, unit: str | None = None, *, leg: int | None = None, plugin: str | None = None) -> None:
+        """Record a plugin's own measurement (table ``metrics``): of leg ``leg``, or of the
+        whole run (``leg`` None).  The same name for the same leg replaces the value."""
+        self._check_open()
+        row = normalize_row("metrics", {"leg": leg or 0, "name": name, "value": value, "unit": unit, "plugin": plugin})
+        if not row.get("name"):
+            raise ValueError("metrics: 'name' is required")
+        self._metrics[(row["leg"], row["name"])] = row
+
     def sample_count(self, leg: int) -> int:
         """How many ``samples`` rows leg ``leg`` has (after de-duplication)."""
         return sum(1 for key in self._samples if key[0] == leg)
@@ -208,6 +218,7 @@ class RunRecorder:
             "run": self._run,
             "steps": [self._steps[k] for k in sorted(self._steps)],
             "migrations": [self._legs[k] for k in sorted(self._legs)],
+            "metrics": [self._metrics[k] for k in sorted(self._metrics)],
             "samples_file": self.path.stem + ".samples.csv" if self._samples else None,
             "samples_count": len(self._samples),
         }

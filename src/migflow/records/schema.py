@@ -155,6 +155,16 @@ _SAMPLES = [
     ("expected_downtime", "BIGINT", "ms, expected-downtime"),
 ]
 
+#: measurements plugins record themselves, long format: one row per (run, leg, name)
+_PLUGIN_METRICS = [
+    ("run_id", "VARCHAR", "the run"),
+    ("leg", "INTEGER", "the leg it measures (0: the run as a whole)"),
+    ("name", "VARCHAR", "the metric's name, e.g. example.wall_s (prefix it with your plugin's name)"),
+    ("value", "DOUBLE", "its value"),
+    ("unit", "VARCHAR", "its unit (ms, bytes, MiB/s, ratio ...)"),
+    ("plugin", "VARCHAR", "the plugin that recorded it"),
+]
+
 _SCHEMA_VERSION = [
     ("version", "INTEGER", "schema version"),
     ("applied_at", "TIMESTAMPTZ", "when this version was applied"),
@@ -167,6 +177,7 @@ TABLES: dict[str, list[tuple[str, str, str]]] = {
     "steps": _STEPS,
     "migrations": _MIGRATIONS,
     "samples": _SAMPLES,
+    "metrics": _PLUGIN_METRICS,
     "schema_version": _SCHEMA_VERSION,
 }
 
@@ -178,6 +189,7 @@ PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
     # (the recorder keys samples by it; an ingest replaces a run's rows whole),
     # and maintaining an index over millions of rows costs a tenth of the ingest.
     "samples": (),
+    "metrics": ("run_id", "leg", "name"),
     "schema_version": ("version",),
 }
 
@@ -224,6 +236,9 @@ def ensure_schema(con) -> None:
     from .. import __version__
     from ..errors import StoreError
 
+    # version 1 had a view named metrics (the catalogue, now metric_catalog): the table takes the name
+    if con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = 'metrics' AND NOT internal").fetchone()[0]:
+        con.execute("DROP VIEW metrics")
     for table in TABLES:
         con.execute(ddl(table))
     row = con.execute("SELECT max(version) FROM schema_version").fetchone()

@@ -22,7 +22,7 @@ from ..procs import command_name
 from ..redact import redact_uri
 from ..status import RunStatus
 from .abandoned import abandon, owner_is_dead
-from .schema import TABLES, ensure_schema
+from .schema import SCHEMA_VERSION, TABLES, ensure_schema
 from .spool import list_spools, read_spool, remove_spool, samples_path, spool_dir
 from .values import to_timestamp
 from .views import ensure_temp_views
@@ -104,8 +104,26 @@ def open_readonly(results_path, wait_s: float = 3.0):
         con = _connect(path, read_only=True, wait_s=wait_s)
     except DatabaseLocked as exc:
         raise StoreError(f"{exc.message} (it is being written); try again in a moment", hint=exc.detail) from None
+    if _older_schema(con):
+        # written by an older migflow: migrate it once (a short write), then read
+        con.close()
+        try:
+            connect_writer(path, wait_s).close()
+        except DatabaseLocked as exc:
+            raise StoreError(
+                f"{path.name} was written by an older migflow and must be brought up to date, but {exc.message}", hint="try again when it is free"
+            ) from None
+        con = _connect(path, read_only=True, wait_s=wait_s)
     ensure_temp_views(con)  # a file written before the statistics views existed gets them as TEMP views
     return con
+
+
+def _older_schema(con) -> bool:
+    try:
+        row = con.execute("SELECT max(version) FROM schema_version").fetchone()
+    except Exception:  # no schema_version table: not a migflow file, or an empty one
+        return False
+    return bool(row and row[0] is not None and row[0] < SCHEMA_VERSION)
 
 
 def connect_writer(results_path, wait_s: float, on_wait: OnWait | None = None):
@@ -152,8 +170,8 @@ def _insert(con, table: str, rows: list[dict]) -> None:
     con.execute(f"INSERT INTO {table} ({names}) SELECT {', '.join(exprs)}", params)
 
 
-def _rows(data: dict) -> tuple[dict, list[dict], list[dict], list[dict]]:
-    """A spool's (run, steps, migrations, samples) rows, run_id set and URIs redacted."""
+def _rows(data: dict) -> tuple[dict, list[dict], list[dict], list[dict], list[dict]]:
+    """A spool's (run, steps, migrations, samples, metrics) rows, run_id set and URIs redacted."""
     run = dict(data["run"])
     run_id = run["run_id"]
     for key in ("source_uri", "destination_uri"):
@@ -164,7 +182,8 @@ def _rows(data: dict) -> tuple[dict, list[dict], list[dict], list[dict]]:
         leg["destination"] = redact_uri(leg.get("destination"))
     steps = [dict(s, run_id=run_id) for s in data.get("steps", [])]
     samples = [dict(s, run_id=run_id) for s in data.get("samples", [])]  # the first spool format: inline
-    return run, steps, legs, samples
+    metrics = [dict(m, run_id=run_id) for m in data.get("metrics", [])]
+    return run, steps, legs, samples, metrics
 
 
 def _samples_from_files(con, paths: list[Path]) -> int:
@@ -194,25 +213,27 @@ def _write_runs(con, batch: list[tuple[Path, dict]], check_count: bool = True) -
     paid once per batch.  A run's rows are only ever written together, so a
     run is stored iff its ``runs`` row is: only those are deleted first.
     """
-    runs, steps, legs, inline, expected = [], [], [], [], 0
+    runs, steps, legs, inline, metrics, expected = [], [], [], [], [], 0
     for _, data in batch:
-        r, s, m, x = _rows(data)
+        r, s, m, x, pm = _rows(data)
         runs.append(r)
         steps += s
         legs += m
         inline += x
+        metrics += pm
         expected += int(data.get("samples_count") or 0)
     con.execute("BEGIN TRANSACTION")
     try:
         ids = [r["run_id"] for r in runs]
         stored = [row[0] for row in con.execute("SELECT run_id FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [ids]).fetchall()]
         if stored:
-            for table in ("samples", "migrations", "steps", "runs"):
+            for table in ("samples", "metrics", "migrations", "steps", "runs"):
                 con.execute(f"DELETE FROM {table} WHERE run_id IN (SELECT unnest(?::VARCHAR[]))", [stored])
         _insert(con, "runs", runs)
         _insert(con, "steps", steps)
         _insert(con, "migrations", legs)
         _insert(con, "samples", inline)
+        _insert(con, "metrics", metrics)
         written = _samples_from_files(con, [p for p, _ in batch])
         if check_count and written != expected:
             # a samples file newer than its JSON (a crash between the two renames): go run by run

@@ -8,7 +8,8 @@ work on any results file.
 
 * ``legs``: one row per migration leg with its run's workflow, scenario,
   parameters, repetition, direction, link rate and derived measures.
-* ``metrics``: the catalogue of the measures the statistics cover (name, unit).
+* ``metric_catalog``: the measures the statistics cover (name, unit), migflow's
+  own and those plugins recorded in the ``metrics`` table.
 * ``leg_metrics``: completed legs only, one row per (leg, metric): the long
   form every statistic is computed from.
 * ``scenario_stats``: per workflow, scenario and metric (every completed leg
@@ -84,7 +85,7 @@ T975 = [
     2.042272,
 ]
 
-VIEW_NAMES = ("legs", "metrics", "leg_metrics", "scenario_stats", "scenario_leg_stats")
+VIEW_NAMES = ("legs", "metric_catalog", "leg_metrics", "scenario_stats", "scenario_leg_stats")
 MACRO_NAMES = ("t_crit95", "link_rate_mbps")
 
 _Z975 = "CAST(1.959963984540054 AS DOUBLE)"
@@ -154,7 +155,14 @@ SELECT *,
 FROM base
 """
 
-_METRICS_VIEW = "CREATE OR REPLACE {temp}VIEW metrics AS SELECT * FROM (VALUES {rows}) AS t(position, metric, unit, description)"
+_METRICS_VIEW = """
+CREATE OR REPLACE {temp}VIEW metric_catalog AS
+SELECT position, metric, unit, description, 'migflow' AS source FROM (VALUES {rows}) AS t(position, metric, unit, description)
+UNION ALL
+SELECT 1000 + row_number() OVER (ORDER BY name) AS position, name AS metric, any_value(unit) AS unit,
+       'recorded by plugin ' || any_value(plugin) AS description, 'plugin' AS source
+FROM metrics GROUP BY name
+"""
 
 _LEG_METRICS = """
 CREATE OR REPLACE {temp}VIEW leg_metrics AS
@@ -162,8 +170,19 @@ SELECT l.workflow, l.scenario, l.params, l.run_id, l.repetition, l.plan_index, l
        u.metric, mt.unit, u.value
 FROM legs l,
      LATERAL (SELECT unnest([{structs}], recursive := true)) AS u
-JOIN metrics mt ON mt.metric = u.metric
+JOIN metric_catalog mt ON mt.metric = u.metric
 WHERE l.status = 'completed' AND u.value IS NOT NULL
+UNION ALL
+-- plugins' own measurements of completed legs ...
+SELECT l.workflow, l.scenario, l.params, l.run_id, l.repetition, l.plan_index, l.leg, l.direction, l.mode,
+       p.name, p.unit, p.value
+FROM metrics p JOIN legs l ON l.run_id = p.run_id AND l.leg = p.leg
+WHERE p.leg > 0 AND l.status = 'completed' AND p.value IS NOT NULL
+UNION ALL
+-- ... and of whole runs (leg 0, direction 'run')
+SELECT r.workflow, r.scenario, r.params, r.run_id, r.repetition, r.plan_index, 0, 'run', NULL, p.name, p.unit, p.value
+FROM metrics p JOIN runs r USING (run_id)
+WHERE p.leg = 0 AND r.status = 'completed' AND p.value IS NOT NULL
 """
 
 _STATS = """

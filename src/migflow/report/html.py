@@ -16,7 +16,7 @@ from html import escape
 from .. import __version__
 from ..status import RunStatus
 from .charts import DASHES, direction_color, fmt_num, line_chart, strip_chart
-from .series import CHART_METRICS, SUMMARY_METRICS, leg_series, scale_of, scenario_order, strip_rows, summary_rows
+from .series import SUMMARY_METRICS, chart_metrics, leg_series, scale_of, scenario_order, strip_rows, summary_rows
 
 __all__ = ["build_html"]
 
@@ -188,8 +188,8 @@ def _metric_charts(data: dict) -> str:
     cat = {m["metric"]: m for m in data["metrics"]}
     dirs = sorted({lg["direction"] for lg in data["legs"]}, key=lambda d: (d != "there", d != "back", d))
     cards = []
-    for metric in CHART_METRICS:
-        title, unit, scale = scale_of(metric)
+    for metric in chart_metrics(data):
+        title, unit, scale = scale_of(metric, data)
         rows = strip_rows(data, metric)
         desc = cat.get(metric, {}).get("description", "")
         chart = (

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from .charts import DASHES, direction_color
-from .series import CHART_METRICS, leg_series, scale_of, scenario_order, strip_rows
+from .series import chart_metrics, leg_series, scale_of, scenario_order, strip_rows
 
 __all__ = ["write_pngs"]
 
@@ -25,18 +25,25 @@ def _dash(pattern: str):
 
 
 def write_pngs(data: dict, directory: Path) -> list[str]:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        from ..errors import PrerequisiteError
+
+        raise PrerequisiteError(
+            "report --png needs matplotlib, an optional part of migflow", hint="pip install 'migflow[png]' (or pip install matplotlib)"
+        ) from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     directory.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
-    for metric in CHART_METRICS:
+    for metric in chart_metrics(data):
         rows = strip_rows(data, metric)
         if not rows:
             continue
-        title, unit, scale = scale_of(metric)
+        title, unit, scale = scale_of(metric, data)
         labels = []
         for r in rows:
             if r["label"] not in labels:

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from ..status import LegStatus
 
-__all__ = ["CHART_METRICS", "SUMMARY_METRICS", "leg_series", "scale_of", "scenario_order", "strip_rows", "summary_rows"]
+__all__ = ["CHART_METRICS", "SUMMARY_METRICS", "chart_metrics", "leg_series", "scale_of", "scenario_order", "strip_rows", "summary_rows"]
 
 #: metric -> (column heading, display unit, divisor)
 SCALES = {
@@ -27,8 +27,17 @@ SUMMARY_METRICS = ["total_time", "downtime", "guest_pause_ms", "ram_mbps", "ram_
 CHART_METRICS = list(SCALES)
 
 
-def scale_of(metric: str) -> tuple[str, str, float]:
-    return SCALES.get(metric, (metric, "", 1.0))
+def scale_of(metric: str, data: dict | None = None) -> tuple[str, str, float]:
+    """(heading, display unit, divisor); a plugin's metric shows under its own name and unit."""
+    if metric in SCALES:
+        return SCALES[metric]
+    unit = next((m.get("unit") or "" for m in (data or {}).get("metrics", []) if m["metric"] == metric), "")
+    return (metric, unit, 1.0)
+
+
+def chart_metrics(data: dict) -> list[str]:
+    """migflow's charted measures, then every measure plugins recorded (table ``metrics``)."""
+    return CHART_METRICS + [m["metric"] for m in data.get("metrics", []) if m.get("source") == "plugin"]
 
 
 def scenario_order(data: dict) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from migflow.hookspecs import hookimpl
 from migflow.registry import ModeSpec, StepSpec
 
-__all__ = ["MODES", "migflow_register_commands", "migflow_register_modes", "migflow_register_steps"]
+__all__ = ["MODES", "migflow_leg_finished", "migflow_register_commands", "migflow_register_modes", "migflow_register_steps"]
 
 __version__ = "0.1.0"
 
@@ -45,6 +45,14 @@ def migflow_register_steps(register):
     register(
         StepSpec("guest-check", guest_check, GUEST_CHECK_OPTIONS, description="Check that the guest's heartbeat still grows (it survived the migrations).")
     )
+
+
+@hookimpl
+def migflow_leg_finished(ctx, leg):
+    """A measurement of this plugin's own, as an SQL row (table ``metrics``): the
+    statistics views, ``migflow compare`` and the report show it like migflow's."""
+    if leg.wall_ms is not None:
+        ctx.record_metric("example.wall_s", leg.wall_ms / 1000.0, "s", leg=leg, plugin="example")
 
 
 @hookimpl
