@@ -20,7 +20,6 @@ import tempfile
 from pathlib import Path
 
 import duckdb
-
 from _common import lab_lock, log
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -211,7 +211,9 @@ def test_a_plugins_metric_is_a_row_and_a_statistic(tmp_path):
 
     plugins = get_plugins(extra=(fakes, MeasuringPlugin()))
     db = tmp_path / "r.duckdb"
-    wf = workflow([("prepare-domain", {}), ("migrate", {"mode": "fake-mode", "sleep": 0.05}), ("collect-qmp", {}), ("restore", {})], repetitions=2, round_trip=True)
+    wf = workflow(
+        [("prepare-domain", {}), ("migrate", {"mode": "fake-mode", "sleep": 0.05}), ("collect-qmp", {}), ("restore", {})], repetitions=2, round_trip=True
+    )
     summaries = Engine(plugins, wf, HOSTS, str(db), echo=lambda s: None).run()
     assert [s.status for s in summaries] == ["completed", "completed"]
     assert rows(db, "SELECT leg, name, value, unit, plugin FROM metrics ORDER BY run_id, leg, name")[:3] == [
@@ -230,3 +232,60 @@ def test_a_plugins_metric_is_a_row_and_a_statistic(tmp_path):
 
     assert {"probe.leg_number_x10", "probe.legs"} <= set(chart_metrics(data))
     assert [lg["probe.leg_number_x10"] for lg in data["legs"]][:2] == [10.0, 20.0]
+
+
+class CountingBackend(fakes.FakeBackend):
+    """The fake backend with several guests, counting how many legs run at once."""
+
+    active = 0
+    most = 0
+    lock = __import__("threading").Lock()
+
+    def prepare_domain(self, ctx, domain, options):
+        n = domain.get("create", {}).get("count", 1)
+        ctx.state["domains"] = [{"uuid": f"00000000-0000-0000-0000-00000000000{i}", "name": f"g{i}", "host": "source"} for i in range(1, n + 1)]
+        ctx.state["domain"] = ctx.state["domains"][0]
+        return {"name": "g1"}
+
+    def migrate(self, ctx, leg, mode, options):
+        with CountingBackend.lock:
+            CountingBackend.active += 1
+            CountingBackend.most = max(CountingBackend.most, CountingBackend.active)
+        try:
+            assert leg.domain is ctx.state["domains"][leg.guest - 1]
+            super().migrate(ctx, leg, mode, options)
+        finally:
+            with CountingBackend.lock:
+                CountingBackend.active -= 1
+
+
+class Counting:
+    @hookimpl
+    def migflow_register_backends(self, register):
+        from migflow.registry import BackendSpec
+
+        register(BackendSpec("fake", CountingBackend, override=True))
+
+
+@pytest.mark.parametrize("concurrency", [1, 2, 4])
+def test_an_evacuation_runs_at_most_concurrency_legs_at_once(tmp_path, concurrency):
+    CountingBackend.active = CountingBackend.most = 0
+    plugins = get_plugins(extra=(fakes, Counting()))
+    wf = workflow([("prepare-domain", {}), ("migrate", {"mode": "fake-mode", "sleep": 0.2, "concurrency": concurrency}), ("collect-qmp", {}), ("restore", {})], round_trip=True)
+    for sc in wf.scenarios:
+        sc.domain = {"create": {"count": 4}}
+    db = tmp_path / "r.duckdb"
+    t0 = time.monotonic()
+    [summary] = Engine(plugins, wf, HOSTS, str(db), echo=lambda s: None).run()
+    took = time.monotonic() - t0
+    assert summary.status == "completed", summary.error
+    assert CountingBackend.most == concurrency
+    legs = rows(db, "SELECT leg, guest, batch, concurrency, source FROM migrations ORDER BY leg")
+    assert [(g, b, c) for _, g, b, c, _ in legs] == [(g, b, concurrency) for b in (1, 2) for g in (1, 2, 3, 4)]
+    assert {s for *_, s in legs[:4]} == {"fake://a"} and {s for *_, s in legs[4:]} == {"fake://b"}
+    evac = rows(db, "SELECT direction, legs, completed, concurrency, evacuation_ms FROM evacuations ORDER BY batch")
+    assert [e[:4] for e in evac] == [("there", 4, 4, concurrency), ("back", 4, 4, concurrency)]
+    rounds = 4 // concurrency  # 0.2 s per leg, `concurrency` at once
+    for *_, ms in evac:
+        assert rounds * 200 <= ms < rounds * 200 + 400, (concurrency, ms)
+    assert took < 2 * (rounds * 0.2 + 0.4) + 5

@@ -32,41 +32,52 @@ RESUME_WAIT_S = 2.0
 VERIFY_WAIT_S = 5.0
 
 
-def _monitor(ctx):
-    mon = ctx.state.get("lab-heartbeat")
+def _domains(ctx) -> list[dict]:
+    return ctx.state.get("domains") or ([ctx.state["domain"]] if ctx.state.get("domain") else [])
+
+
+def _monitor(ctx, domain: dict | None):
+    """The heartbeat monitor of one guest (started on first use), or None for a guest without one."""
+    path = (domain or {}).get("serial_path")
+    if not path:
+        return None
+    monitors = ctx.state.setdefault("lab-heartbeat", {})
+    mon = monitors.get(path)
     if mon is None:
-        path = (ctx.state.get("domain") or {}).get("serial_path")
-        if not path:
-            return None
         from .heartbeat import HeartbeatMonitor
 
         workload = ((ctx.scenario.domain or {}).get("create") or {}).get("workload") or {}
-        mon = HeartbeatMonitor(path, period_us=int(workload.get("heartbeat_us", 1000))).start()
-        ctx.state["lab-heartbeat"] = mon
+        mon = monitors[path] = HeartbeatMonitor(path, period_us=int(workload.get("heartbeat_us", 1000))).start()
     return mon
 
 
 def wait_steady(ctx, timeout_s: float) -> dict | None:
-    """Block until the guest announced its steady state; None for a guest without a heartbeat."""
-    mon = _monitor(ctx)
-    if mon is None:
-        return None
+    """Block until every guest announced its steady state; None when no guest has a heartbeat.
+
+    With several guests the answer is the slowest one's time and the lowest rate."""
     deadline = time.monotonic() + timeout_s
-    while mon.steady is None:
-        if time.monotonic() > deadline:
-            name = (ctx.state.get("domain") or {}).get("name", "?")
-            last = mon.lines[-1] if mon.lines else "nothing"
-            raise StepError(
-                f"guest {name!r} did not announce a steady state within {timeout_s:g} s (its last status line: {last!r})",
-                hint="a dirty rate the vCPU cannot reach never settles: lower dirty_rate_mibs or working_set_mib, "
-                "raise steady_timeout_s, or set wait_steady = false in prepare-domain",
-            )
-        time.sleep(0.02)
-    return {"after_ms": mon.steady.get("t_ms"), "dirty_rate_mibs": mon.steady.get("rate")}
+    seen = []
+    for domain in _domains(ctx):
+        mon = _monitor(ctx, domain)
+        if mon is None:
+            return None
+        while mon.steady is None:
+            if time.monotonic() > deadline:
+                last = mon.lines[-1] if mon.lines else "nothing"
+                raise StepError(
+                    f"guest {domain.get('name', '?')!r} did not announce a steady state within {timeout_s:g} s (its last status line: {last!r})",
+                    hint="a dirty rate the vCPU cannot reach never settles: lower dirty_rate_mibs or working_set_mib, "
+                    "raise steady_timeout_s, or set wait_steady = false in prepare-domain",
+                )
+            time.sleep(0.02)
+        seen.append(mon.steady)
+    if not seen:
+        return None
+    return {"after_ms": max(s.get("t_ms") or 0 for s in seen), "dirty_rate_mibs": min(s.get("rate") or 0 for s in seen)}
 
 
 def leg_started(ctx, leg) -> None:
-    mon = _monitor(ctx)
+    mon = _monitor(ctx, leg.domain or ctx.state.get("domain"))
     if mon is not None:
         leg.backend_state["heartbeat_t0"] = time.monotonic()
         leg.backend_state["verification_t0"] = mon.verification()
@@ -87,7 +98,7 @@ def _memory_verified(mon, before: tuple[int, int] | None) -> bool | None:
 
 
 def leg_finished(ctx, leg) -> None:
-    mon = ctx.state.get("lab-heartbeat")
+    mon = _monitor(ctx, leg.domain or ctx.state.get("domain"))
     t0 = leg.backend_state.get("heartbeat_t0")
     if mon is None or t0 is None:
         return
@@ -109,14 +120,15 @@ def leg_finished(ctx, leg) -> None:
 
 
 def run_finished(ctx) -> None:
-    mon = ctx.state.pop("lab-heartbeat", None)
-    if mon is not None:
+    for mon in (ctx.state.pop("lab-heartbeat", None) or {}).values():
         mon.stop()
-    domain = ctx.state.get("domain") or {}
-    path = domain.get("serial_path")
-    if path and domain.get("created") and ctx.status != RunStatus.LOST:
-        # the guest is gone (restore removed it): so is its heartbeat log
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+    if ctx.status == RunStatus.LOST:
+        return  # keep the heartbeat logs of a lost guest
+    for domain in _domains(ctx):
+        path = domain.get("serial_path")
+        if path and domain.get("created"):
+            # the guest is gone (restore removed it): so is its heartbeat log
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass

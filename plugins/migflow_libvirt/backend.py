@@ -246,50 +246,66 @@ class LibvirtBackend(Backend):
             raise StepError(
                 "no plugin provides a guest image for [domain.create]", hint="the built-in lab plugin does; is it disabled (MIGFLOW_DISABLE_PLUGINS)?"
             )
-        # a name of its own: runs at once on one host pair never meet by name
-        name = f"{create.get('name') or 'migflow-guest'}-{ctx.run_id}"
         for uri in (self.source_uri, self.destination_uri):
             self._remove_orphans(ctx, self.conn(uri))
         src = self.conn(self.source_uri)
         dst = self.conn(self.destination_uri)
         virt_type = "kvm" if all("<domain type='kvm'" in c.getCapabilities() for c in (src, dst)) else "qemu"
-        uuid = str(uuidlib.uuid4())
-        serial_path = None
-        if image.heartbeat and getattr(ctx.hosts, "lab", False):
-            os.makedirs(SERIAL_DIR, exist_ok=True)
-            serial_path = os.path.join(SERIAL_DIR, f"{uuid}.log")
-        xml = domain_xml(
-            name=name,
-            uuid=uuid,
-            memory_mib=create.get("memory_mib", 256),
-            vcpus=create.get("vcpus", 1),
-            virt_type=virt_type,
-            emulator=None,
-            kernel=image.kernel,
-            cmdline=image.cmdline,
-            serial_path=serial_path,
-            run_id=ctx.run_id,
-        )
-        original = {
-            "uuid": uuid,
-            "name": name,
-            "created": True,
-            "host": "source",
-            "state": "running",
-            "persistent": False,
-            "serial_path": serial_path,
-            "virt_type": virt_type,
-        }
-        ctx.state["domain"] = original
-        ctx.state["original"] = dict(original)
-        try:
-            dom = src.createXML(xml, 0)
-        except libvirt.libvirtError as exc:
-            raise StepError(f"could not start the guest on {_redact(self.source_uri)}: {_msg(exc)}") from None
-        self._wait_running(dom, timeout, serial_path)
-        info = self._describe(dom, original)
-        info["guest"] = {"kernel": image.kernel, "cmdline": image.cmdline, "workload": workload, "heartbeat": serial_path}
+        count = int(create.get("count", 1))
+        local = self._on_this_machine(self.source_uri) and self._on_this_machine(self.destination_uri)
+        domains: list[dict[str, Any]] = []
+        started: list[Any] = []
+        for guest in range(1, count + 1):
+            # a name of its own: runs at once on one host pair never meet by name
+            name = f"{create.get('name') or 'migflow-guest'}-{ctx.run_id}" + (f"-g{guest}" if count > 1 else "")
+            uuid = str(uuidlib.uuid4())
+            serial_path = None
+            if image.heartbeat and local:  # the hosts share this machine's files: the guest's heartbeat is readable
+                os.makedirs(SERIAL_DIR, exist_ok=True)
+                serial_path = os.path.join(SERIAL_DIR, f"{uuid}.log")
+            xml = domain_xml(
+                name=name,
+                uuid=uuid,
+                memory_mib=create.get("memory_mib", 256),
+                vcpus=create.get("vcpus", 1),
+                virt_type=virt_type,
+                emulator=None,
+                kernel=image.kernel,
+                cmdline=image.cmdline,
+                serial_path=serial_path,
+                run_id=ctx.run_id,
+            )
+            record: dict[str, Any] = {
+                "uuid": uuid,
+                "name": name,
+                "guest": guest,
+                "created": True,
+                "host": "source",
+                "state": "running",
+                "persistent": False,
+                "serial_path": serial_path,
+                "virt_type": virt_type,
+            }
+            domains.append(record)
+            ctx.state["domains"] = domains  # restore finds every guest started so far
+            ctx.state["domain"] = domains[0]
+            ctx.state["original"] = dict(domains[0])
+            try:
+                started.append(src.createXML(xml, 0))
+            except libvirt.libvirtError as exc:
+                raise StepError(f"could not start guest {name!r} on {_redact(self.source_uri)}: {_msg(exc)}") from None
+        for dom, record in zip(started, domains, strict=True):
+            self._wait_running(dom, timeout, record["serial_path"])
+        info = self._describe(started[0], domains[0])
+        info["guest"] = {"kernel": image.kernel, "cmdline": image.cmdline, "workload": workload, "heartbeat": domains[0]["serial_path"]}
+        if count > 1:
+            info["guests"] = [{"name": d["name"], "uuid": d["uuid"], "heartbeat": d["serial_path"]} for d in domains]
         return info
+
+    def _on_this_machine(self, uri: str) -> bool:
+        """Does the host behind ``uri`` share this machine's files and /proc (the lab's hosts)?"""
+        runner = self.plugins.hook.migflow_host_runner(uri=uri) if self.plugins is not None else None
+        return bool(runner is not None and runner.same_machine)
 
     def _remove_orphans(self, ctx, conn) -> None:
         """Remove domains left by runs whose migflow process is gone (their owner mark says so).
@@ -399,7 +415,7 @@ class LibvirtBackend(Backend):
 
     # -- migration -----------------------------------------------------------------
     def migrate(self, ctx, leg, mode, options: dict) -> None:
-        d = ctx.state.get("domain")
+        d = leg.domain or ctx.state.get("domain")
         if not d:
             raise StepError("no domain: put prepare-domain before migrate")
         sconn, dconn = self.conn(leg.source), self.conn(leg.destination)
@@ -527,6 +543,19 @@ class LibvirtBackend(Backend):
         d = ctx.state.get("domain")
         if not d:
             return {"action": "none", "message": "no domain was prepared"}
+        domains = ctx.state.get("domains") or [d]
+        if len(domains) == 1:
+            return self._restore_one(ctx, d, ctx.state.get("original", d), options)
+        # several guests: each put back (or removed) on its own; lost when any is
+        ends = [self._restore_one(ctx, g, g, options) for g in domains]
+        end: dict = {"guests": ends, "found": {g["name"]: e.get("found") for g, e in zip(domains, ends, strict=True)}}
+        end["actions"] = [f"{g['name']}: {a}" for g, e in zip(domains, ends, strict=True) for a in e.get("actions", [])]
+        lost = [e["message"] for e in ends if e.get("lost")]
+        if lost:
+            end.update(lost=True, message="; ".join(lost))
+        return end
+
+    def _restore_one(self, ctx, d: dict, original: dict, options: dict) -> dict:
         unreachable: dict = {}
         doms, seen = self._seen(d["uuid"], unreachable)
         found = {role: v.state for role, v in seen.items() if v}
@@ -537,7 +566,6 @@ class LibvirtBackend(Backend):
                 f"could not find domain {d['name']!r} ({d['uuid']}): " + "; ".join(f"{role} host unreachable: {err}" for role, err in unreachable.items()),
                 hint="when the hosts are back: migflow recover, or check with virsh -c URI list --all",
             )
-        original = ctx.state.get("original", d)
         move = first_move({**original, "created": d.get("created")}, seen, keep_created=bool(options.get("keep_created")))
         if move.action == "lost":
             end.update(lost=True, message=move.message)

@@ -84,4 +84,6 @@ def migflow_validate_scenario(workflow, scenario, plugins):
     domain = scenario.domain or {}
     if "create" not in domain:
         return [("domain", "the qemu backend starts its own guest: describe it in [domain.create] ([domain] name/uuid name libvirt domains)")]
+    if int(domain["create"].get("count", 1) or 1) > 1:
+        return [("domain.create.count", "the qemu backend migrates one guest per run: use the libvirt backend for several guests (an evacuation)")]
     return []

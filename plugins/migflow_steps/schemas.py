@@ -121,6 +121,13 @@ MIGRATE_OPTIONS = {
         },
         "migrate_uri": {"type": "string", "description": "hypervisor-level destination (tcp://HOST[:PORT]); default: chosen by the mode"},
         "settle_s": {"type": "number", "minimum": 0, "maximum": 600, "default": 0, "description": "pause between the legs of a round trip"},
+        "concurrency": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 16,
+            "default": 1,
+            "description": "with several guests ([domain.create] count): how many legs run at once (like Nova's max_concurrent_live_migrations)",
+        },
     },
 }
 

@@ -43,35 +43,57 @@ def set_capabilities(ctx, options: dict) -> dict:
 
 
 def migrate(ctx, options: dict) -> dict:
+    """One batch of legs there (every guest of the run), and one back with ``round_trip``.
+
+    With one guest that is a leg each way.  With several (``[domain.create]
+    count``) it is a host evacuation: every guest moves, at most
+    ``concurrency`` legs at once, and the batch back starts when the batch
+    there is done.  A guest whose leg failed stays where it is: it takes no
+    leg back.
+    """
     mode = ctx.plugins.mode(_mode_name(ctx.plugins, ctx.workflow, options))
     if mode.backend != ctx.workflow.backend:
         raise StepError(f"mode {mode.name!r} belongs to the {mode.backend!r} backend, not {ctx.workflow.backend!r}")
     flags = list(dict.fromkeys([*mode.flags, *options.get("flags", [])]))
     round_trip = options.get("round_trip", ctx.workflow.round_trip)
     expect = options.get("expect", "success")
+    concurrency = int(options.get("concurrency", 1))
     pairs = [(ctx.hosts.source, ctx.hosts.destination)]
     if round_trip:
         pairs.append((ctx.hosts.destination, ctx.hosts.source))
-    legs = []
-    for i, (source, destination) in enumerate(pairs):
-        if i and options.get("settle_s"):
+    domains = ctx.state.get("domains") or [ctx.state.get("domain")]
+    moving = list(enumerate(domains, start=1))  # (guest number, domain) still to move
+    legs, failures = [], []
+    for batch, (source, destination) in enumerate(pairs, start=1):
+        if batch > 1 and options.get("settle_s"):
             time.sleep(options["settle_s"])
-        leg = ctx.new_leg(source, destination, mode.name, flags)
-        try:
-            ctx.run_leg(leg, lambda leg=leg: ctx.backend.migrate(ctx, leg, mode, options))
-        except StepError:
-            legs.append(_leg_summary(leg))
-            if expect == "success":
-                raise
-            break  # the domain did not move: no way back to take
-        legs.append(_leg_summary(leg))
+        jobs = []
+        for guest, domain in moving:
+            leg = ctx.new_leg(
+                source, destination, mode.name, flags, domain=domain if len(domains) > 1 else None, guest=guest, batch=batch, concurrency=concurrency
+            )
+            jobs.append((leg, lambda leg=leg: ctx.backend.migrate(ctx, leg, mode, options)))
+        errors = ctx.run_legs(jobs, concurrency)
+        legs += [_leg_summary(leg) for leg, _ in jobs]
+        failures += [(leg, errors[leg.number]) for leg, _ in jobs if errors[leg.number] is not None]
+        # the domain did not move where a leg failed: no way back to take for it
+        moving = [(guest, domain) for (guest, domain), (leg, _) in zip(moving, jobs, strict=True) if errors[leg.number] is None]
+        if not moving:
+            break
+    if failures and expect == "success":
+        leg, error = failures[0]
+        if len(domains) == 1 and isinstance(error, StepError):
+            raise error
+        message = str(error) if isinstance(error, StepError) else f"{type(error).__name__}: {error}"
+        more = f" (and {len(failures) - 1} more failed legs)" if len(failures) > 1 else ""
+        raise StepError(f"{message}{more}" if len(domains) == 1 else f"leg {leg.number} (guest {leg.guest}): {message}{more}")
     if expect == "failure" and all(leg["status"] == LegStatus.COMPLETED for leg in legs):
         raise StepError(f"mode {mode.name!r} migrated successfully, but the step expects failure (expect = 'failure')")
-    return {"mode": mode.name, "flags": flags, "legs": legs}
+    return {"mode": mode.name, "flags": flags, "concurrency": concurrency, "legs": legs}
 
 
 def _leg_summary(leg) -> dict:
-    return {"leg": leg.number, "status": leg.status, "wall_ms": leg.wall_ms, "error": leg.error}
+    return {"leg": leg.number, "guest": leg.guest, "batch": leg.batch, "status": leg.status, "wall_ms": leg.wall_ms, "error": leg.error}
 
 
 def restore(ctx, options: dict) -> dict:

@@ -73,8 +73,26 @@ class RunContext:
         self.recorder.add_metric(name, value, unit, leg=number, plugin=plugin)
 
     # -- legs -------------------------------------------------------------------
-    def new_leg(self, source: str, destination: str, mode: str, flags: list[str]) -> Leg:
-        leg = Leg(number=len(self.legs) + 1, source=source, destination=destination, mode=mode, flags=list(flags))
+    def new_leg(
+        self, source: str, destination: str, mode: str, flags: list[str], *, domain: dict | None = None, guest: int = 1, batch: int = 1, concurrency: int = 1
+    ) -> Leg:
+        """A new leg, numbered after the run's earlier ones.
+
+        :param domain: the domain it moves (one of ``ctx.state["domains"]``); None: the run's only one.
+        :param guest: which guest of the run (from 1); ``batch``: which group of legs
+            migrated together (1: there, 2: back); ``concurrency``: how many legs of its batch could run at once.
+        """
+        leg = Leg(
+            number=len(self.legs) + 1,
+            source=source,
+            destination=destination,
+            mode=mode,
+            flags=list(flags),
+            domain=domain,
+            guest=guest,
+            batch=batch,
+            concurrency=concurrency,
+        )
         self.legs.append(leg)
         return leg
 
@@ -94,6 +112,51 @@ class RunContext:
         lands in the ``migrations`` table whatever happens.  Re-raises the
         backend's error (or :class:`Interrupted`).
         """
+        error = self.run_legs([(leg, migrate)])[leg.number]
+        if error is not None:
+            if isinstance(error, StepError):
+                raise error
+            raise StepError(_message(error)) from error
+
+    def run_legs(self, jobs: list[tuple[Leg, Callable[[], None]]], concurrency: int = 1) -> dict[int, BaseException | None]:
+        """Run several legs, at most ``concurrency`` at a time (a host evacuation).
+
+        Each leg runs as :meth:`run_leg` describes; a leg starts as soon as one
+        finishes.  Returns each leg's error (None when it completed) by leg
+        number: one failed leg does not stop the others.  On Ctrl-C/SIGTERM every
+        running leg is aborted and recorded ``interrupted``, the legs not started
+        yet are dropped, and :class:`Interrupted` is raised.
+        """
+        pending = list(jobs)
+        running: dict[int, _Running] = {}
+        results: dict[int, BaseException | None] = {}
+        try:
+            while pending or running:
+                while pending and len(running) < max(1, concurrency):
+                    leg, migrate = pending.pop(0)
+                    running[leg.number] = self._start_leg(leg, migrate)
+                for number, job in list(running.items()):
+                    job.thread.join(0.05 / max(1, len(running)))
+                    if not job.thread.is_alive():
+                        del running[number]
+                        results[number] = self._end_leg(job, None)
+        except Interrupted as exc:
+            self.echo(f"{exc.reason}: aborting migration leg{'s' if len(running) > 1 else ''} {', '.join(map(str, running))}")
+            for job in running.values():
+                try:
+                    if self.backend is not None:
+                        self.backend.abort(job.leg)
+                except Exception as abort_exc:  # best effort; the state is reconciled by restore
+                    self.echo(f"could not abort the job of leg {job.leg.number}: {abort_exc}")
+            for job in running.values():
+                job.thread.join(60)
+                self._end_leg(job, exc)
+            for leg, _ in pending:  # never started
+                self.legs.remove(leg)
+            raise
+        return results
+
+    def _start_leg(self, leg: Leg, migrate: Callable[[], None]) -> _Running:
         outcome: dict[str, BaseException | None] = {"error": None}
 
         def worker() -> None:
@@ -113,23 +176,12 @@ class RunContext:
         thread = threading.Thread(target=worker, name=f"leg-{leg.number}", daemon=True)
         sampler.start()
         thread.start()
-        interrupted: Interrupted | None = None
-        try:
-            while thread.is_alive():
-                thread.join(0.05)
-        except Interrupted as exc:
-            interrupted = exc
-            self.echo(f"{exc.reason}: aborting migration leg {leg.number}")
-            try:
-                if self.backend is not None:
-                    self.backend.abort(leg)
-            except Exception as abort_exc:  # best effort; the state is reconciled by restore
-                self.echo(f"could not abort the job: {abort_exc}")
-            thread.join(60)
-        finally:
-            stop_sampling.set()
-            sampler.join(5)
-        error = outcome["error"]
+        return _Running(leg, thread, sampler, stop_sampling, outcome)
+
+    def _end_leg(self, job: _Running, interrupted: Interrupted | None) -> BaseException | None:
+        job.stop_sampling.set()
+        job.sampler.join(5)
+        leg, error = job.leg, job.outcome["error"]
         if interrupted is not None:
             leg.finish(LegStatus.INTERRUPTED, interrupted.reason)
         elif error is not None:
@@ -138,12 +190,7 @@ class RunContext:
             leg.finish(LegStatus.COMPLETED)
         self.hook.migflow_leg_finished(ctx=self, leg=leg)
         self._record_leg(leg)
-        if interrupted is not None:
-            raise interrupted
-        if error is not None:
-            if isinstance(error, StepError):
-                raise error
-            raise StepError(_message(error)) from error
+        return error
 
     def _sample(self, leg: Leg, stop: threading.Event) -> None:
         while self.poll_interval_ms > 0 and not stop.wait(self.poll_interval_ms / 1000.0):
@@ -164,12 +211,27 @@ class RunContext:
                 "mode": leg.mode,
                 "flags": leg.flags,
                 "started_at": leg.started_at,
+                "ended_at": leg.ended_at,
                 "wall_ms": leg.wall_ms,
                 "status": leg.status,
                 "error": leg.error,
+                "guest": leg.guest,
+                "batch": leg.batch,
+                "concurrency": leg.concurrency,
             }
         )
         self.recorder.flush()
+
+
+@dataclass
+class _Running:
+    """A leg whose backend call runs in its worker thread."""
+
+    leg: Leg
+    thread: threading.Thread
+    sampler: threading.Thread
+    stop_sampling: threading.Event
+    outcome: dict[str, BaseException | None]
 
 
 def _message(exc: BaseException) -> str:

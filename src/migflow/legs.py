@@ -45,6 +45,11 @@ class Leg:
     destination: str
     mode: str
     flags: list[str] = field(default_factory=list)
+    #: the domain this leg moves (``ctx.state["domains"]`` entry); None: the run's only domain
+    domain: dict | None = None
+    guest: int = 1  # which guest of the run, from 1
+    batch: int = 1  # which group of legs migrated together (1: there, 2: back)
+    concurrency: int = 1  # how many legs of the batch could run at once
     started_at: float = 0.0  # time.time()
     started_mono: float = 0.0  # time.monotonic()
     ended_at: float | None = None

@@ -76,12 +76,13 @@ def report_data(con, workflow: str, *, max_samples_per_leg: int = 2000) -> dict:
     runs = _rows(
         con,
         "SELECT run_id, workflow_file, scenario, params, repetition, plan_index, backend, source_uri, destination_uri, "
-        "host_versions, domain, started_at, ended_at, status, error, migflow_version, hostname, extra "
+        "host_versions, domain, started_at, ended_at, status, error, migflow_version, hostname, extra, environment, "
+        "steady_state, steady_after_ms, steady_dirty_rate_mibs "
         "FROM runs WHERE workflow = ? ORDER BY plan_index, started_at",
         [workflow],
     )
     for r in runs:
-        for k in ("params", "host_versions", "domain", "extra"):
+        for k in ("params", "host_versions", "domain", "extra", "environment"):
             r[k] = _json(r[k])
     legs = _rows(
         con,
@@ -92,9 +93,7 @@ def report_data(con, workflow: str, *, max_samples_per_leg: int = 2000) -> dict:
         [workflow],
     )
     # plugins' own per-leg measurements (table metrics), alongside the columns, for the charts
-    extra = _rows(
-        con, "SELECT run_id, leg, name, value FROM metrics WHERE leg > 0 AND run_id IN (SELECT run_id FROM runs WHERE workflow = ?)", [workflow]
-    )
+    extra = _rows(con, "SELECT run_id, leg, name, value FROM metrics WHERE leg > 0 AND run_id IN (SELECT run_id FROM runs WHERE workflow = ?)", [workflow])
     by_leg = {(lg["run_id"], lg["leg"]): lg for lg in legs}
     for m in extra:
         if (m["run_id"], m["leg"]) in by_leg:
@@ -121,8 +120,18 @@ def report_data(con, workflow: str, *, max_samples_per_leg: int = 2000) -> dict:
     )
     page = _rows(con, "SELECT run_id, leg, ram_page_size FROM migrations m JOIN runs r USING (run_id) WHERE r.workflow = ?", [workflow])
     page_size = {(p["run_id"], p["leg"]): p["ram_page_size"] for p in page}
+    evacuations = _rows(
+        con,
+        "SELECT scenario, direction, any_value(concurrency) AS concurrency, max(legs) AS guests, count(*) AS runs, "
+        "avg(evacuation_ms) AS evacuation_ms, min(evacuation_ms) AS evacuation_min, max(evacuation_ms) AS evacuation_max, "
+        "median(downtime_median) AS downtime_median, max(downtime_max) AS downtime_max, "
+        "median(guest_pause_median) AS guest_pause_median, max(guest_pause_max) AS guest_pause_max, sum(legs - completed) AS failed "
+        "FROM evacuations WHERE workflow = ? AND legs > 1 GROUP BY scenario, direction ORDER BY scenario, direction",
+        [workflow],
+    )
     return {
         "workflow": workflow,
+        "evacuations": evacuations,
         "metrics": metric_names(con),
         "scenarios": scenarios(con, workflow),
         "runs": runs,

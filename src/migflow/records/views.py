@@ -16,6 +16,9 @@ work on any results file.
   pooled, there and back together).
 * ``scenario_leg_stats``: the same per leg number / direction (independent
   repetitions: use these for inference).
+* ``evacuations``: per run and batch of legs migrated together (several
+  guests, ``concurrency`` at a time): how long the whole batch took and the
+  spread of the guests' downtimes and pauses.
 
 The 95% confidence interval is ``mean ± t(0.975, n-1) · stddev / √n`` with the
 Student t quantile from the macro ``t_crit95(df)``: exact to 4 decimals for df
@@ -85,7 +88,7 @@ T975 = [
     2.042272,
 ]
 
-VIEW_NAMES = ("legs", "metric_catalog", "leg_metrics", "scenario_stats", "scenario_leg_stats")
+VIEW_NAMES = ("legs", "metric_catalog", "leg_metrics", "scenario_stats", "scenario_leg_stats", "evacuations")
 MACRO_NAMES = ("t_crit95", "link_rate_mbps")
 
 _Z975 = "CAST(1.959963984540054 AS DOUBLE)"
@@ -202,6 +205,23 @@ FROM g
 """
 
 
+_EVACUATIONS = """
+CREATE OR REPLACE {temp}VIEW evacuations AS
+SELECT r.workflow, r.scenario, any_value(r.params) AS params, r.run_id, any_value(r.repetition) AS repetition, m.batch,
+       CASE m.batch WHEN 1 THEN 'there' WHEN 2 THEN 'back' ELSE 'batch ' || m.batch END AS direction,
+       any_value(m.concurrency) AS concurrency,
+       count(*) AS legs,
+       count(*) FILTER (WHERE m.status = 'completed') AS completed,
+       epoch_ms(max(m.ended_at)) - epoch_ms(min(m.started_at)) AS evacuation_ms,
+       min(m.downtime) AS downtime_min, median(m.downtime) AS downtime_median, max(m.downtime) AS downtime_max,
+       min(m.guest_pause_ms) AS guest_pause_min, median(m.guest_pause_ms) AS guest_pause_median, max(m.guest_pause_ms) AS guest_pause_max,
+       median(m.wall_ms) AS wall_median_ms, sum(m.ram_transferred) AS ram_transferred
+FROM migrations m JOIN runs r USING (run_id)
+WHERE m.batch IS NOT NULL
+GROUP BY r.workflow, r.scenario, r.run_id, m.batch
+"""
+
+
 def view_statements(temporary: bool = False) -> list[str]:
     """The CREATE statements, in dependency order."""
     temp = "TEMP " if temporary else ""
@@ -215,6 +235,7 @@ def view_statements(temporary: bool = False) -> list[str]:
         _LEG_METRICS.format(temp=temp, structs=structs),
         _STATS.format(temp=temp, name="scenario_stats", keys=""),
         _STATS.format(temp=temp, name="scenario_leg_stats", keys="leg, direction, "),
+        _EVACUATIONS.format(temp=temp),
     ]
 
 

@@ -310,6 +310,66 @@ def _step_summary(step: dict) -> str | None:
     return None
 
 
+def _conditions(data: dict) -> str:
+    """What the numbers were measured under: one row per run (runs.environment)."""
+    rows = []
+    for r in data["runs"]:
+        env = r.get("environment") or {}
+        hosts = env.get("hosts") or {}
+        src = hosts.get("source") or {}
+        link = env.get("link")
+        link_text = "not the lab's" if link is None else (", ".join(f"{k} {v}" for k, v in link.items() if v is not None) or "unshaped")
+        load = (env.get("client") or {}).get("loadavg") or []
+        rows.append(
+            f"<tr><td><code>{escape(r['run_id'])}</code></td><td>{escape(r['scenario'])}</td><td>{escape(str(env.get('accel') or ''))}</td>"
+            f"<td>{escape(link_text)}</td><td>{escape(str(src.get('libvirt') or ''))}</td><td>{escape(str(src.get('hypervisor_version') or ''))}</td>"
+            f"<td>{escape(str(src.get('kernel') or ''))}</td><td>{escape(str(load[0]) if load else '')}</td>"
+            f"<td>{escape(str((env.get('client') or {}).get('mem_available_mib') or ''))}</td>"
+            f"<td>{escape(str(r.get('steady_state') or ''))}</td><td>{fmt_num(r['steady_after_ms']) if r.get('steady_after_ms') is not None else ''}</td></tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("run", "scenario", "accel", "link", "libvirt", "QEMU", "kernel", "load (1 min)", "free MiB", "steady state", "steady after (ms)")
+    )
+    return f'<div class="card scroll"><table class="runs"><tr>{head}</tr>{"".join(rows)}</table></div>'
+
+
+def _evacuations(data: dict) -> str:
+    rows = data.get("evacuations") or []
+    if not rows:
+        return ""
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in (
+            "scenario",
+            "direction",
+            "guests",
+            "concurrency",
+            "runs",
+            "evacuation (ms, mean)",
+            "min–max",
+            "downtime median",
+            "downtime max",
+            "guest pause median",
+            "guest pause max",
+            "failed legs",
+        )
+    )
+    body = "".join(
+        f"<tr><td>{escape(r['scenario'])}</td><td>{_dir_badge(r['direction'])}</td><td>{r['guests']}</td><td>{r['concurrency']}</td><td>{r['runs']}</td>"
+        f"<td>{fmt_num(r['evacuation_ms'])}</td><td>{fmt_num(r['evacuation_min'])}–{fmt_num(r['evacuation_max'])}</td>"
+        f"<td>{fmt_num(r['downtime_median']) if r['downtime_median'] is not None else '–'}</td><td>{fmt_num(r['downtime_max']) if r['downtime_max'] is not None else '–'}</td>"
+        f"<td>{fmt_num(r['guest_pause_median']) if r['guest_pause_median'] is not None else '–'}</td><td>{fmt_num(r['guest_pause_max']) if r['guest_pause_max'] is not None else '–'}</td>"
+        f"<td>{r['failed']}</td></tr>"
+        for r in rows
+    )
+    return (
+        '<section id="evacuations"><h2>Evacuations</h2><p class="lead">Several guests migrated together, <em>concurrency</em> at a time (view '
+        "<code>evacuations</code>): the whole batch's duration, and how each guest's downtime and pause spread.</p>"
+        f'<div class="card scroll"><table class="runs"><tr>{head}</tr>{body}</table></div></section>'
+    )
+
+
 def _configuration(data: dict) -> str:
     runs_by_sc: dict[str, list[dict]] = {}
     for r in data["runs"]:
@@ -403,7 +463,7 @@ def build_html(data: dict) -> str:
 <script>{_HEAD_JS}</script>
 </head><body>
 <header><h1>{escape(wf)}</h1><div class="sub">migflow report · {escape(file)}</div><div class="facts">{facts_html}</div></header>
-<nav><a href="#summary">Summary</a><a href="#metrics">Metrics</a><a href="#series">Time series</a><a href="#config">Configuration</a></nav>
+<nav><a href="#summary">Summary</a><a href="#metrics">Metrics</a><a href="#series">Time series</a><a href="#conditions">Conditions</a><a href="#config">Configuration</a></nav>
 <main>
 <section id="summary"><h2>Summary</h2>
 <p class="lead">Mean of the completed legs of every scenario, per leg of the round trip (<em>there</em> and <em>back</em> differ systematically, so they are kept apart),
@@ -413,9 +473,13 @@ Failed legs are counted in <em>Completed</em> and their error is shown.</p>
 <section id="metrics"><h2>Every repetition, per metric</h2>
 <p class="lead">Each dot is one leg of one repetition; the bar is the mean and the line its 95% confidence interval (none with a single value). Axes start at zero.</p>
 {_metric_charts(data)}</section>
+{_evacuations(data)}
 <section id="series"><h2>Time series of each leg</h2>
 <p class="lead">From the <code>samples</code> table: RAM still to send, throughput and the guest's dirty rate as the hypervisor reported them while the leg ran. Ticks on the time axis mark where a new pass over RAM began.</p>
 {_time_series(data)}</section>
+<section id="conditions"><h2>Conditions of every run</h2>
+<p class="lead">From <code>runs.environment</code>: the accelerator, the link shaping, the source host's libvirt, QEMU and kernel, this machine's load and free memory when the run began, and whether the guest was steady before its first leg.</p>
+{_conditions(data)}</section>
 <section id="config"><h2>Configuration behind every scenario</h2>
 <p class="lead">The scenario's matrix parameters, the steps as they ran (from the <code>steps</code> table), the domain and every run.</p>
 {_configuration(data)}</section>
