@@ -133,9 +133,7 @@ class BenchDomain:
             memory_mib=self.memory_mib,
             vcpus=1,
             virt_type="kvm" if hosts.accel() == "kvm" else "qemu",
-            emulator=None,
-            kernel=img.kernel,
-            cmdline=img.cmdline,
+            image=img,
             serial_path=None,
             run_id="bench",
         )

@@ -271,7 +271,10 @@ class Counting:
 def test_an_evacuation_runs_at_most_concurrency_legs_at_once(tmp_path, concurrency):
     CountingBackend.active = CountingBackend.most = 0
     plugins = get_plugins(extra=(fakes, Counting()))
-    wf = workflow([("prepare-domain", {}), ("migrate", {"mode": "fake-mode", "sleep": 0.2, "concurrency": concurrency}), ("collect-qmp", {}), ("restore", {})], round_trip=True)
+    wf = workflow(
+        [("prepare-domain", {}), ("migrate", {"mode": "fake-mode", "sleep": 0.2, "concurrency": concurrency}), ("collect-qmp", {}), ("restore", {})],
+        round_trip=True,
+    )
     for sc in wf.scenarios:
         sc.domain = {"create": {"count": 4}}
     db = tmp_path / "r.duckdb"

@@ -32,7 +32,9 @@ HOT = {"ws": 32, "rate": 16, "warmup": 3, "bandwidth": 4 * MiB}
 
 
 def workflow(tmp_path, mode="p2p", guest=SLOW, timeout=None, flags=(), expect="success", round_trip=False, name="fault"):
-    timeout_line = f'timeout = {{ seconds = {timeout[0]}, action = "{timeout[1]}" }}\n' if timeout else ""
+    timeout_line = ""
+    if timeout:  # (seconds, action); action None: the step's default
+        timeout_line = f"timeout = {{ seconds = {timeout[0]}" + (f', action = "{timeout[1]}"' if timeout[1] else "") + " }\n"
     flags_line = f"flags = {json.dumps(list(flags))}\n" if flags else ""
     text = f"""
 name = "{name}"
@@ -44,6 +46,7 @@ working_set_mib = {guest["ws"]}
 dirty_rate_mibs = {guest["rate"]}
 [[steps]]
 use = "prepare-domain"
+wait_steady = false  # a fault needs a long migration, not a steady guest: a fixed warm-up instead
 warmup_s = {guest["warmup"]}
 [[steps]]
 use = "set-capabilities"
@@ -160,10 +163,11 @@ def test_link_cut_fails_after_keepalive_and_the_source_keeps_running(tmp_path, h
     assert found.get("source") == "running", found
 
 
-@pytest.mark.parametrize("action", ["abort", "suspend", "postcopy"])
+@pytest.mark.parametrize("action", ["abort", "suspend", "postcopy", None])
 def test_never_converging_migration_with_a_timeout(tmp_path, healthy_after, action):
     flags = ["postcopy"] if action == "postcopy" else []
     db, proc = run(tmp_path, workflow(tmp_path, guest=HOT, timeout=(6, action), expect="any", flags=flags))
+    action = action or "suspend"  # no action given: suspend, like virsh migrate --timeout
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [(leg_status, leg_error, wall, fired_action)] = query(db, "SELECT status, error, wall_ms, timeout_action FROM migrations")
     assert wall >= 6000

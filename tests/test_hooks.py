@@ -87,7 +87,7 @@ class GuestBackend(fakes.FakeBackend):
 
     def prepare_domain(self, ctx, domain, options):
         if "create" in domain:
-            ctx.hook.migflow_guest_image(workload=domain["create"].get("workload", {}))
+            ctx.hook.migflow_guest_image(workload=domain["create"].get("workload", {}), create=domain["create"], guest=1)
         return super().prepare_domain(ctx, domain, options)
 
 

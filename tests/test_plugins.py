@@ -36,7 +36,7 @@ class LateGuest:
     """A third-party plugin registered after the built-ins."""
 
     @hookimpl
-    def migflow_guest_image(self, workload):
+    def migflow_guest_image(self, workload, create, guest):
         return GuestImage(kernel="/boot/mine", cmdline="x")
 
     @hookimpl
@@ -46,7 +46,7 @@ class LateGuest:
 
 def test_a_later_plugin_overrides_firstresult_hooks_and_registrations():
     plugins = get_plugins(extra=(LateGuest(),))
-    assert plugins.hook.migflow_guest_image(workload={}).kernel == "/boot/mine"
+    assert plugins.hook.migflow_guest_image(workload={}, create={}, guest=1).kernel == "/boot/mine"
     assert plugins.modes["p2p"].flags == ("live", "peer2peer", "compressed")
 
 

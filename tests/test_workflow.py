@@ -540,7 +540,8 @@ def test_cli_ok_with_a_plugin(tmp_path):
 
 def test_cli_help_has_an_example():
     r = run_cli("validate", "--help")
-    assert r.returncode == 0 and "OK workflows/p2p.toml" in r.stdout and "--json" in r.stdout
+    assert r.returncode == 0 and "migflow validate docs/examples/broken.toml" in r.stdout and "--json" in r.stdout
+    assert "broken.toml:3: repetitions: expected an integer ≥ 1, got -3" in r.stdout
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "workflows").glob("*.toml")), ids=lambda p: p.name)

@@ -16,11 +16,13 @@ __all__ = [
     "migflow_guest_image",
     "migflow_host_runner",
     "migflow_leg_finished",
+    "migflow_leg_progress",
     "migflow_leg_started",
     "migflow_prepare_hosts",
     "migflow_register_commands",
     "migflow_register_steps",
     "migflow_run_finished",
+    "migflow_validate_scenario",
     "migflow_wait_steady",
     "migflow_workflow_finished",
     "migflow_workflow_started",
@@ -75,11 +77,20 @@ def migflow_register_steps(register) -> None:
 
 
 @hookimpl
-def migflow_guest_image(workload):
-    """The lab's memory-dirtying multiboot guest (built from ``guest/`` with gcc)."""
+def migflow_guest_image(workload, create, guest):
+    """The lab's memory-dirtying guests: the tiny multiboot kernel (built from ``guest/``
+    with gcc), or ``guest = "linux"``: Debian's kernel with the lab's programs (``linux/``)."""
     from .guest import guest_image
 
-    return guest_image(workload)
+    return guest_image(workload, create, guest)
+
+
+@hookimpl
+def migflow_validate_scenario(workflow, scenario, plugins):
+    """``[domain.create]``'s guest and workload, checked before anything runs."""
+    from .guest import validate_create
+
+    return validate_create((scenario.domain or {}).get("create"))
 
 
 # -- the guest's own view: heartbeat-measured pause around each leg (see .observe) --
@@ -87,11 +98,20 @@ def migflow_guest_image(workload):
 
 @hookimpl
 def migflow_leg_started(ctx, leg):
+    from . import legwatch
     from .conditions import leg_link
     from .observe import leg_started
 
     leg_link(ctx, leg)
     leg_started(ctx, leg)
+    legwatch.leg_started(ctx, leg)
+
+
+@hookimpl(tryfirst=True)  # before collect-qmp turns the sample into a row
+def migflow_leg_progress(ctx, leg, sample):
+    from .legwatch import sample_cpu
+
+    sample_cpu(ctx, leg, sample)
 
 
 @hookimpl
@@ -127,8 +147,10 @@ def migflow_workflow_finished(session):
 
 @hookimpl
 def migflow_leg_finished(ctx, leg):
+    from . import legwatch
     from .observe import leg_finished
 
+    legwatch.leg_finished(ctx, leg)
     leg_finished(ctx, leg)
 
 

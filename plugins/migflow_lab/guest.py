@@ -18,7 +18,7 @@ from pathlib import Path
 from migflow.errors import PrerequisiteError, UsageError
 from migflow.registry import GuestImage
 
-__all__ = ["DEFAULTS", "WORKLOAD_SCHEMA", "build_kernel", "cache_dir", "cmdline", "guest_image", "normalize"]
+__all__ = ["DEFAULTS", "GUESTS", "WORKLOAD_SCHEMA", "build_kernel", "cache_dir", "cmdline", "guest_image", "kvm_runs_linux", "normalize", "validate_create"]
 
 SOURCE_DIR = Path(__file__).with_name("guest")
 SOURCES = ("boot.S", "kernel.c")
@@ -89,8 +89,25 @@ WORKLOAD_SCHEMA: dict = {
             "maximum": 1000000,
             "default": DEFAULTS["heartbeat_us"],
         },
+        "disk_mib": {
+            "description": "Linux guest: size of its virtio-blk disk in MiB (0: no disk).  The disk writer writes and checks its first disk_mib MiB.",
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 65536,
+            "default": 0,
+        },
+        "disk_write_kibs": {
+            "description": "Linux guest: the rate its disk writer dirties the disk at, KiB/s (0: no writes).  Needs disk_mib.",
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 1048576,
+            "default": 0,
+        },
     },
 }
+
+#: the guests the lab offers (``[domain.create] guest``)
+GUESTS = ("tiny", "linux")
 
 
 def normalize(workload: dict | None) -> dict:
@@ -204,7 +221,85 @@ def _check_multiboot(path: Path) -> None:
         )
 
 
-def guest_image(workload: dict | None = None) -> GuestImage:
-    """The :class:`~migflow.registry.GuestImage` for a workload table (builds the kernel if needed)."""
-    line = cmdline(workload)
-    return GuestImage(kernel=str(build_kernel()), cmdline=line, heartbeat=True)
+def validate_create(create: dict | None) -> list[tuple[str, str]]:
+    """Problems of a ``[domain.create]`` table the lab would refuse at run time: (path, message) pairs."""
+    if not isinstance(create, dict):
+        return []
+    import jsonschema
+
+    from migflow.workflow.suggest import did_you_mean
+
+    issues = []
+    kind = create.get("guest", "tiny")
+    if kind not in GUESTS:
+        issues.append(("domain.create.guest", f"the lab has no guest {kind!r}{did_you_mean(kind, GUESTS)}; it offers {', '.join(GUESTS)}"))
+    workload = create.get("workload") or {}
+    for e in jsonschema.Draft202012Validator(WORKLOAD_SCHEMA).iter_errors(workload):
+        where = ".".join(["domain.create.workload", *map(str, e.path)])
+        if e.validator == "additionalProperties":
+            unknown = sorted(set(workload) - set(WORKLOAD_SCHEMA["properties"]))
+            for key in unknown:
+                issues.append((f"domain.create.workload.{key}", f"unknown workload key {key!r}{did_you_mean(key, WORKLOAD_SCHEMA['properties'])}"))
+        else:
+            issues.append((where, e.message))
+    if kind == "tiny" and (workload.get("disk_mib") or workload.get("disk_write_kibs")):
+        issues.append(("domain.create.workload", 'disk_mib and disk_write_kibs need the Linux guest: guest = "linux" (the tiny guest has no devices)'))
+    if kind == "linux" and workload.get("disk_write_kibs") and not workload.get("disk_mib"):
+        issues.append(("domain.create.workload.disk_write_kibs", "the guest writes its disk: give it one with disk_mib"))
+    return issues
+
+
+def guest_image(workload: dict | None = None, create: dict | None = None, guest: int = 1) -> GuestImage:
+    """The :class:`~migflow.registry.GuestImage` of guest ``guest`` of a ``[domain.create]``
+    table (builds the kernel, or the Linux guest, if needed)."""
+    kind = (create or {}).get("guest", "tiny")
+    if kind == "linux":
+        return _linux_image(normalize(workload), guest)
+    return GuestImage(kernel=str(build_kernel()), cmdline=cmdline(workload), heartbeat=True)
+
+
+def _linux_image(w: dict, guest: int) -> GuestImage:
+    """The Linux guest: Debian's cloud kernel, an initramfs of the lab's programs, a NIC
+    on the lab's VM network (its own address), a disk when ``disk_mib`` > 0."""
+    from .linux import build_linux_guest
+    from .topology import VM_BRIDGE_IN_HOST, vm_address
+
+    built = build_linux_guest(cache_dir() / "linux")
+    address = vm_address(guest)
+    words = [
+        built["cmdline_base"],
+        cmdline(w),
+        f"ip={address}/{VM_PREFIX_LEN}",
+        f"echo_port={ECHO_PORT}",
+        f"disk_rate={int(w['disk_write_kibs'])}",
+        f"disk_mib={int(w['disk_mib']) or 64}",
+    ]
+    return GuestImage(
+        kernel=built["kernel"],
+        initrd=built["initrd"],
+        cmdline=" ".join(words),
+        heartbeat=True,
+        console=True,
+        disk_mib=int(w["disk_mib"]) or None,
+        network=VM_BRIDGE_IN_HOST,
+        address=address,
+        echo_port=ECHO_PORT,
+        virt_type="qemu" if kvm_runs_linux() is False else None,
+        mac=f"52:54:00:6d:66:{guest:02x}",
+    )
+
+
+#: the port the Linux guest echoes UDP datagrams on
+ECHO_PORT = 7
+VM_PREFIX_LEN = 25
+
+
+def kvm_runs_linux() -> bool | None:
+    """Can this machine's /dev/kvm run a Linux guest?  False on kvm-pvm, a software
+    hypervisor some sandboxes offer as /dev/kvm: it runs the tiny guest, but the
+    Debian kernel hangs under it (docs/lab.md); None when there is no KVM at all."""
+    from .prereqs import accel
+
+    if accel() != "kvm":
+        return None
+    return not os.path.exists("/sys/module/kvm_pvm")

@@ -74,6 +74,8 @@ class HeartbeatMonitor:
         self.steady: dict | None = None  #: the guest's ``#steady t_ms=... rate=...`` line, once it came
         self.steady_at: float | None = None  #: when it arrived (monotonic)
         self._verification: tuple[int, int] | None = None  # (ver, bad) of the latest status line
+        self._disk_verification: tuple[int, int] | None = None  # (dver, dbad) of the latest #disk line
+        self.net: dict | None = None  #: the Linux guest's ``#net ip=... echo_port=...`` line
         self.lines: deque[str] = deque(maxlen=200)  #: recent status lines, raw
         self.truncations = 0  #: times the file shrank (a writer without append)
         self.bytes_read = 0
@@ -173,6 +175,11 @@ class HeartbeatMonitor:
         for a guest that does not verify its memory."""
         return self._verification
 
+    def disk_verification(self) -> tuple[int, int] | None:
+        """(completed passes over the written disk area, blocks found wrong) of the latest
+        ``#disk`` line, or None for a guest that does not write a disk."""
+        return self._disk_verification
+
     def wait(self, heartbeats: int = 1, timeout: float = 30.0) -> bool:
         """Block until at least ``heartbeats`` were seen; False on timeout."""
         deadline = time.monotonic() + timeout
@@ -229,6 +236,11 @@ class HeartbeatMonitor:
             self.boot = fields
         elif fields.get("kind") == "steady":
             self.steady, self.steady_at = fields, time.monotonic()
+        elif fields.get("kind") == "disk":
+            if isinstance(fields.get("dver"), int) and isinstance(fields.get("dbad"), int):
+                self._disk_verification = (fields["dver"], fields["dbad"])
+        elif fields.get("kind") == "net":
+            self.net = fields
         elif "rate" in fields:
             self.status = fields
             if isinstance(fields.get("ver"), int) and isinstance(fields.get("bad"), int):

@@ -19,14 +19,14 @@ from .network import apply_shaping, create_network, describe_link, remove_networ
 from .prereqs import accel, check_addresses, check_prerequisites
 from .state import LAB_ROOT, STATE_FILE, alive, empty_link, locked, new_state, read_state, write_state
 from .system import Echo, kill_processes, link_exists, marked_pids, netns_inode, netns_list, pids_in_netns, port_open, quiet
-from .topology import BRIDGE, HOSTS, LIBVIRTD_PORT
+from .topology import BRIDGE, HOSTS, LIBVIRTD_PORT, VM_BRIDGE
 
 __all__ = ["down", "is_up", "shape", "status", "up"]
 
 
 def _healthy(state: dict | None) -> bool:
-    if not state or not state.get("hosts") or not link_exists(BRIDGE):
-        return False
+    if not state or not state.get("hosts") or not link_exists(BRIDGE) or not link_exists(VM_BRIDGE):
+        return False  # a lab of an older migflow has no VM network: `up` rebuilds it
     for h in HOSTS:
         entry = state["hosts"].get(h.name, {}).get("libvirtd")
         if h.name not in netns_list() or not alive(entry) or not port_open(h.address, LIBVIRTD_PORT):
@@ -67,6 +67,7 @@ def _leftovers(state: dict | None) -> bool:
     return bool(
         state is not None
         or link_exists(BRIDGE)
+        or link_exists(VM_BRIDGE)
         or any(h.name in netns_list() for h in HOSTS)
         or any(link_exists(h.veths[0]) for h in HOSTS)
         or marked_pids(MARKER)

@@ -10,7 +10,7 @@ from migflow.errors import HostError, PrerequisiteError
 from . import shaping
 from .state import empty_link, write_state
 from .system import Echo, is_mountpoint, link_exists, netns_inode, netns_list, run
-from .topology import BRIDGE, BRIDGE_ADDRESS, HOSTS, PREFIX_LEN
+from .topology import BRIDGE, BRIDGE_ADDRESS, HOSTS, PREFIX_LEN, VM_BRIDGE, VM_BRIDGE_IN_HOST, VM_PREFIX, VM_PROBE_ADDRESS
 
 __all__ = ["apply_shaping", "create_network", "describe_link", "netem_available", "remove_network"]
 
@@ -36,20 +36,42 @@ def create_network(state: dict, echo: Echo) -> None:
         run(["ip", "-n", h.name, "link", "set", "lo", "up"])
         run(["ip", "-n", h.name, "addr", "add", f"{h.address}/{PREFIX_LEN}", "dev", inner])
         run(["ip", "-n", h.name, "link", "set", inner, "up"])
+    _create_vm_network(echo)
+
+
+def _vm_veths(h) -> tuple[str, str]:
+    """(end on the root VM bridge, end on the host's VM bridge)."""
+    return f"{h.name}-vm", "vm-uplink"
+
+
+def _create_vm_network(echo: Echo) -> None:
+    """The guests' layer-2 segment: a bridge in each host, joined to one in the root namespace."""
+    echo(f"lab: VM network {VM_PREFIX} on {VM_BRIDGE} (probes from {VM_PROBE_ADDRESS})")
+    run(["ip", "link", "add", VM_BRIDGE, "type", "bridge", "forward_delay", "0", "stp_state", "0"])
+    run(["ip", "addr", "add", f"{VM_PROBE_ADDRESS}/{VM_PREFIX.split('/')[1]}", "dev", VM_BRIDGE])
+    run(["ip", "link", "set", VM_BRIDGE, "up"])
+    for h in HOSTS:
+        outer, inner = _vm_veths(h)
+        run(["ip", "-n", h.name, "link", "add", VM_BRIDGE_IN_HOST, "type", "bridge", "forward_delay", "0", "stp_state", "0"])
+        run(["ip", "-n", h.name, "link", "set", VM_BRIDGE_IN_HOST, "up"])
+        run(["ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", h.name])
+        run(["ip", "link", "set", outer, "master", VM_BRIDGE, "up"])
+        run(["ip", "-n", h.name, "link", "set", inner, "master", VM_BRIDGE_IN_HOST, "up"])
 
 
 def remove_network(state: dict, echo: Echo) -> None:
     """Veths, namespaces and the bridge, whoever made them; /run/netns when the lab mounted it."""
     for h in HOSTS:
-        outer, _ = h.veths
-        if link_exists(outer):
-            run(["ip", "link", "del", outer], check=False)
+        for outer in (h.veths[0], _vm_veths(h)[0]):
+            if link_exists(outer):
+                run(["ip", "link", "del", outer], check=False)
         if h.name in netns_list():
             echo(f"lab: removing namespace {h.name}")
             run(["ip", "netns", "del", h.name])
-    if link_exists(BRIDGE):
-        echo(f"lab: removing bridge {BRIDGE}")
-        run(["ip", "link", "del", BRIDGE])
+    for bridge in (BRIDGE, VM_BRIDGE):
+        if link_exists(bridge):
+            echo(f"lab: removing bridge {bridge}")
+            run(["ip", "link", "del", bridge])
     if state.get("mounted_run_netns") and is_mountpoint("/run/netns") and not netns_list():
         run(["umount", "/run/netns"], check=False)
 

@@ -30,6 +30,8 @@ __all__ = ["leg_finished", "leg_started", "run_finished", "wait_steady"]
 RESUME_WAIT_S = 2.0
 #: after a leg, wait this long at most for two more memory verification passes
 VERIFY_WAIT_S = 5.0
+#: ... and for two more passes of the Linux guest's disk checker
+DISK_VERIFY_WAIT_S = 30.0
 
 
 def _domains(ctx) -> list[dict]:
@@ -81,19 +83,23 @@ def leg_started(ctx, leg) -> None:
     if mon is not None:
         leg.backend_state["heartbeat_t0"] = time.monotonic()
         leg.backend_state["verification_t0"] = mon.verification()
+        leg.backend_state["disk_verification_t0"] = mon.disk_verification()
 
 
-def _memory_verified(mon, before: tuple[int, int] | None) -> bool | None:
-    """Two more passes completed: were no pages found wrong since ``before``?  None when the guest does not verify."""
-    now = mon.verification()
+def _verified(read, before: tuple[int, int] | None, wait_s: float = VERIFY_WAIT_S) -> bool | None:
+    """Two more checking passes completed: was nothing found wrong since ``before``?
+
+    ``read()`` gives the guest's latest (passes, wrong) figures; None when the
+    guest does not check, or no two passes came within ``wait_s``."""
+    now = read()
     if before is None or now is None:
         return None
-    deadline = time.monotonic() + VERIFY_WAIT_S
-    while (mon.verification() or now)[0] < now[0] + 2:
+    deadline = time.monotonic() + wait_s
+    while (read() or now)[0] < now[0] + 2:
         if time.monotonic() > deadline:
             return None
         time.sleep(0.01)
-    after = mon.verification()
+    after = read()
     return after is not None and after[1] == before[1]
 
 
@@ -114,9 +120,13 @@ def leg_finished(ctx, leg) -> None:
     rate = mon.dirty_rate_mibs()
     if rate is not None:
         leg.extra["guest_dirty_rate_mibs"] = rate
-    verified = _memory_verified(mon, leg.backend_state.get("verification_t0"))
+    verified = _verified(mon.verification, leg.backend_state.get("verification_t0"))
     if verified is not None:
         leg.extra["memory_verified"] = verified
+    # the disk writer checks its area a slice a second: a pass takes longer than one over memory
+    disk = _verified(mon.disk_verification, leg.backend_state.get("disk_verification_t0"), DISK_VERIFY_WAIT_S)
+    if disk is not None:
+        leg.extra["disk_verified"] = disk
 
 
 def run_finished(ctx) -> None:

@@ -9,7 +9,7 @@ import os
 from migflow.errors import HostError, PrerequisiteError
 
 from .system import INSTALL_HINT, run, which
-from .topology import BRIDGE, PREFIX_LEN, SUBNET
+from .topology import BRIDGE, PREFIX_LEN, SUBNET, VM_BRIDGE
 
 __all__ = ["accel", "check_addresses", "check_prerequisites"]
 
@@ -71,7 +71,7 @@ def check_addresses() -> None:
     proc = run(["ip", "-o", "-4", "addr", "show", "to", SUBNET], check=False)
     for line in proc.stdout.splitlines():
         dev = line.split()[1]
-        if dev != BRIDGE:
+        if dev not in (BRIDGE, VM_BRIDGE):
             raise HostError(
                 f"198.18.0.0/{PREFIX_LEN} is already used on this machine by {dev}",
                 hint="the lab needs that subnet for itself; remove the address or the device",

@@ -19,13 +19,47 @@ from urllib.parse import urlsplit
 from migflow.errors import HostError
 from migflow.registry import HostPair
 
-__all__ = ["BRIDGE", "BRIDGE_ADDRESS", "HOSTS", "LIBVIRTD_PORT", "PREFIX_LEN", "SUBNET", "LabHost", "find_host", "host", "host_pair", "is_lab_uri"]
+__all__ = [
+    "BRIDGE",
+    "BRIDGE_ADDRESS",
+    "HOSTS",
+    "LIBVIRTD_PORT",
+    "PREFIX_LEN",
+    "SUBNET",
+    "VM_BRIDGE",
+    "VM_BRIDGE_IN_HOST",
+    "VM_PREFIX",
+    "VM_PROBE_ADDRESS",
+    "LabHost",
+    "find_host",
+    "host",
+    "host_pair",
+    "is_lab_uri",
+    "vm_address",
+]
 
 BRIDGE = "mflab0"
 BRIDGE_ADDRESS = "198.18.0.254"
 PREFIX_LEN = 24
 SUBNET = f"198.18.0.0/{PREFIX_LEN}"
 LIBVIRTD_PORT = 16509
+
+#: The guests' network: one layer-2 segment across both hosts and the root
+#: namespace, 198.18.0.128/25 (inside the lab's /24: the longer prefix routes
+#: guest traffic here).  Each host has a bridge VM_BRIDGE_IN_HOST that guests'
+#: NICs join, with an uplink veth to VM_BRIDGE in the root namespace, where the
+#: network probes run from VM_PROBE_ADDRESS: outside both hosts.
+VM_BRIDGE = "mflabvm"
+VM_BRIDGE_IN_HOST = "mfvm0"
+VM_PREFIX = "198.18.0.128/25"
+VM_PROBE_ADDRESS = "198.18.0.129"
+
+
+def vm_address(guest: int) -> str:
+    """The address of guest ``guest`` (from 1) of a run on the VM network: 198.18.0.130 ..."""
+    if not 1 <= guest <= 100:
+        raise ValueError(f"guest {guest}: the VM network has room for 100 guests")
+    return f"198.18.0.{129 + guest}"
 
 
 @dataclass(frozen=True)

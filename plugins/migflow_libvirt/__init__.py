@@ -74,9 +74,17 @@ def migflow_validate_scenario(workflow, scenario, plugins):
     """Capabilities libvirt sets itself cannot be set over QMP beforehand: say what to do instead."""
     if workflow.backend != "libvirt":
         return []
-    from .flags import MANAGED_CAPABILITIES  # the others are mapped onto libvirt's flags or set over QMP
+    from .flags import MANAGED_CAPABILITIES, rules  # the other capabilities are mapped onto libvirt's flags or set over QMP
 
     issues = []
+    for use in scenario.steps:
+        if use.name != "migrate":
+            continue
+        mode = plugins.modes.get(use.options.get("mode") or "managed-direct")
+        flags = set(use.options.get("flags", [])) | set(mode.flags if mode else ())
+        for applies, key, message in rules():
+            if applies(flags, use.options):
+                issues.append((f"steps[{use.index}].{key}", message))
     for use in scenario.steps:
         if use.name != "set-capabilities":
             continue

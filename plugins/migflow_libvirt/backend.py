@@ -9,6 +9,7 @@ and units by :mod:`.stats`.
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import threading
@@ -20,14 +21,15 @@ from urllib.parse import urlsplit
 
 import libvirt
 
-from migflow.backend import Backend
+from migflow.backend import DEFAULT_TIMEOUT_ACTION, Backend
 from migflow.errors import HostError, StepError
 from migflow.status import LegStatus
 
 from .capture import QemuWatch, qmp
+from .disks import create_disk, disk_path, remove_disk
 from .domain_xml import domain_xml
 from .events import ensure_event_loop
-from .flags import CAPABILITY_FLAGS, FLAGS, PARAMETERS
+from .flags import CAPABILITY_FLAGS, COPY_STORAGE, FLAGS, PARAMETERS
 from .ownership import METADATA_NS, parse_owner
 from .restore import Seen, first_move, fixups
 from .stats import job_clock, to_qmp
@@ -92,11 +94,46 @@ def _record_watch(leg, watch: QemuWatch, returned: float | None) -> None:
         leg.extra["in_force"] = watch.in_force
     if returned is not None:
         leg.extra.update(watch.phases(leg.started_mono, returned))
+    leg.extra.update(watch.postcopy(leg.started_mono))
     if watch.events:
         leg.extra["qemu_events"] = [
             {"event": e["event"], "status": e["status"], "qemu_time": e["qemu_time"], "arrived_ms": round((e["arrived"] - leg.started_mono) * 1000.0, 3)}
             for e in watch.timeline()
         ]
+
+
+def _edited_xml(xml: str, edits: dict) -> str:
+    """The domain XML with its <title>/<description> set as ``edits`` says (changes libvirt accepts
+    for a destination definition: the guest's ABI stays the same)."""
+    root = ET.fromstring(xml)
+    for tag in ("title", "description"):
+        if tag in edits:
+            el = root.find(tag)
+            if el is None:
+                el = ET.Element(tag)
+                root.insert(2, el)  # after <name> and <uuid>
+            el.text = str(edits[tag])
+    return ET.tostring(root, encoding="unicode")
+
+
+def _option_params(dom, options: dict) -> dict:
+    """The migrate step's virsh-like options as libvirt typed parameters."""
+    params: dict = {}
+    if options.get("dname"):
+        params[libvirt.VIR_MIGRATE_PARAM_DEST_NAME] = options["dname"]
+    if options.get("listen_address"):
+        params[libvirt.VIR_MIGRATE_PARAM_LISTEN_ADDRESS] = options["listen_address"]
+    if options.get("migrate_disks"):
+        params[libvirt.VIR_MIGRATE_PARAM_MIGRATE_DISKS] = list(options["migrate_disks"])
+    if options.get("disks_port"):
+        params[libvirt.VIR_MIGRATE_PARAM_DISKS_PORT] = int(options["disks_port"])
+    if options.get("destination_xml") or options.get("persistent_xml"):
+        xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_MIGRATABLE)
+        if options.get("destination_xml"):
+            params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = _edited_xml(xml, options["destination_xml"])
+        if options.get("persistent_xml"):
+            params[libvirt.VIR_MIGRATE_PARAM_PERSIST_XML] = _edited_xml(xml, options["persistent_xml"])
+    return params
 
 
 class LibvirtBackend(Backend):
@@ -241,40 +278,32 @@ class LibvirtBackend(Backend):
 
     def _create(self, ctx, create: dict, timeout: float) -> dict:
         workload = dict(create.get("workload") or {})
-        image = ctx.hook.migflow_guest_image(workload=workload)
-        if image is None:
-            raise StepError(
-                "no plugin provides a guest image for [domain.create]", hint="the built-in lab plugin does; is it disabled (MIGFLOW_DISABLE_PLUGINS)?"
-            )
         for uri in (self.source_uri, self.destination_uri):
             self._remove_orphans(ctx, self.conn(uri))
         src = self.conn(self.source_uri)
         dst = self.conn(self.destination_uri)
-        virt_type = "kvm" if all("<domain type='kvm'" in c.getCapabilities() for c in (src, dst)) else "qemu"
+        kvm = all("<domain type='kvm'" in c.getCapabilities() for c in (src, dst))
         count = int(create.get("count", 1))
         local = self._on_this_machine(self.source_uri) and self._on_this_machine(self.destination_uri)
         domains: list[dict[str, Any]] = []
         started: list[Any] = []
+        images = []
         for guest in range(1, count + 1):
+            image = ctx.hook.migflow_guest_image(workload=workload, create=create, guest=guest)
+            if image is None:
+                raise StepError(
+                    "no plugin provides a guest image for [domain.create]", hint="the built-in lab plugin does; is it disabled (MIGFLOW_DISABLE_PLUGINS)?"
+                )
+            images.append(image)
+            virt_type = image.virt_type or ("kvm" if kvm else "qemu")
             # a name of its own: runs at once on one host pair never meet by name
             name = f"{create.get('name') or 'migflow-guest'}-{ctx.run_id}" + (f"-g{guest}" if count > 1 else "")
             uuid = str(uuidlib.uuid4())
-            serial_path = None
+            serial_path = console_path = None
             if image.heartbeat and local:  # the hosts share this machine's files: the guest's heartbeat is readable
                 os.makedirs(SERIAL_DIR, exist_ok=True)
                 serial_path = os.path.join(SERIAL_DIR, f"{uuid}.log")
-            xml = domain_xml(
-                name=name,
-                uuid=uuid,
-                memory_mib=create.get("memory_mib", 256),
-                vcpus=create.get("vcpus", 1),
-                virt_type=virt_type,
-                emulator=None,
-                kernel=image.kernel,
-                cmdline=image.cmdline,
-                serial_path=serial_path,
-                run_id=ctx.run_id,
-            )
+                console_path = os.path.join(SERIAL_DIR, f"{uuid}.console.log")
             record: dict[str, Any] = {
                 "uuid": uuid,
                 "name": name,
@@ -284,23 +313,61 @@ class LibvirtBackend(Backend):
                 "state": "running",
                 "persistent": False,
                 "serial_path": serial_path,
+                "console_path": console_path if image.console else None,
                 "virt_type": virt_type,
+                "address": image.address,
+                "echo_port": image.echo_port,
+                "disk": disk_path(uuid) if image.disk_mib else None,
+                "disk_mib": image.disk_mib,
             }
             domains.append(record)
             ctx.state["domains"] = domains  # restore finds every guest started so far
             ctx.state["domain"] = domains[0]
             ctx.state["original"] = dict(domains[0])
+            if record["disk"]:
+                create_disk(self._runner(self.source_uri, "a disk"), record["disk"], image.disk_mib)
+            xml = domain_xml(
+                name=name,
+                uuid=uuid,
+                memory_mib=create.get("memory_mib", 256),
+                vcpus=create.get("vcpus", 1),
+                virt_type=virt_type,
+                image=image,
+                serial_path=serial_path,
+                console_path=console_path,
+                disk_path=record["disk"],
+                run_id=ctx.run_id,
+            )
             try:
                 started.append(src.createXML(xml, 0))
             except libvirt.libvirtError as exc:
                 raise StepError(f"could not start guest {name!r} on {_redact(self.source_uri)}: {_msg(exc)}") from None
         for dom, record in zip(started, domains, strict=True):
             self._wait_running(dom, timeout, record["serial_path"])
+        image = images[0]
         info = self._describe(started[0], domains[0])
-        info["guest"] = {"kernel": image.kernel, "cmdline": image.cmdline, "workload": workload, "heartbeat": domains[0]["serial_path"]}
+        info["guest"] = {
+            "kernel": image.kernel,
+            "initrd": image.initrd,
+            "cmdline": image.cmdline,
+            "workload": workload,
+            "heartbeat": domains[0]["serial_path"],
+            "address": image.address,
+            "disk_mib": image.disk_mib,
+        }
         if count > 1:
-            info["guests"] = [{"name": d["name"], "uuid": d["uuid"], "heartbeat": d["serial_path"]} for d in domains]
+            info["guests"] = [{"name": d["name"], "uuid": d["uuid"], "heartbeat": d["serial_path"], "address": d["address"]} for d in domains]
         return info
+
+    def _runner(self, uri: str, what: str):
+        """How to run commands on the host behind ``uri`` (a plugin's answer), or a clear error."""
+        runner = self.plugins.hook.migflow_host_runner(uri=uri) if self.plugins is not None else None
+        if runner is None:
+            raise StepError(
+                f"cannot create {what} on {_redact(uri)}: migflow runs commands only on hosts a plugin manages (the lab's)",
+                hint="use the lab, or give the guest no disk",
+            )
+        return runner
 
     def _on_this_machine(self, uri: str) -> bool:
         """Does the host behind ``uri`` share this machine's files and /proc (the lab's hosts)?"""
@@ -429,9 +496,13 @@ class LibvirtBackend(Backend):
         bits = 0
         for flag in leg.flags:
             bits |= FLAG_BITS[flag]
+        if d.get("disk") and any(f in leg.flags for f in COPY_STORAGE):
+            # storage migration copies into an image the destination must already have (same size, same path)
+            create_disk(self._runner(leg.destination, "the destination's disk image"), d["disk"], d["disk_mib"])
         params = dict(extra.get("params", {}))
         if options.get("migrate_uri") and mode.destination != "migrate-uri":
             params[libvirt.VIR_MIGRATE_PARAM_URI] = options["migrate_uri"]
+        params.update(_option_params(dom, options))
 
         completed = threading.Event()
         state = leg.backend_state
@@ -440,6 +511,9 @@ class LibvirtBackend(Backend):
         def on_completed(_conn, _dom, stats, _opaque):
             state["completed_stats"] = dict(stats)
             completed.set()
+
+        switch = options.get("postcopy_switch")
+        state["postcopy_switch"] = switch
 
         def on_iteration(_conn, _dom, iteration, _opaque):
             threading.Thread(target=self._iteration_sample, args=(ctx, leg, iteration), daemon=True).start()
@@ -454,7 +528,7 @@ class LibvirtBackend(Backend):
         timer = None
         timeout = options.get("timeout")
         if timeout:
-            timer = threading.Timer(timeout["seconds"], self._on_timeout, args=(ctx, leg, timeout.get("action", "abort")))
+            timer = threading.Timer(timeout["seconds"], self._on_timeout, args=(ctx, leg, timeout.get("action", DEFAULT_TIMEOUT_ACTION)))
             timer.daemon = True
             timer.start()
         try:
@@ -501,6 +575,36 @@ class LibvirtBackend(Backend):
             ram = stats.setdefault("ram", {})
             ram["dirty-sync-count"] = max(iteration, ram.get("dirty-sync-count") or 0)
             ctx.emit_sample(leg, stats, kind="iteration")
+        self._maybe_switch_to_postcopy(ctx, leg, iteration, (stats or {}).get("ram", {}).get("remaining"))
+
+    def _maybe_switch_to_postcopy(self, ctx, leg, iteration: int, remaining: int | None) -> None:
+        """``postcopy_switch``: after N passes, or when RAM still to send stopped shrinking."""
+        state = leg.backend_state
+        switch = state.get("postcopy_switch")
+        if not switch or state.get("postcopy_requested"):
+            return
+        history = state.setdefault("remaining_at_pass", [])
+        if remaining is not None:
+            history.append(remaining)
+        reason = None
+        n = switch.get("after_iterations")
+        if n is not None and iteration >= n + 1:  # pass n+1 began: n passes are done (virsh --postcopy-after-precopy: n = 1)
+            reason = f"after {n} iteration{'s' if n != 1 else ''}"
+        m = switch.get("when_stalled")
+        if m is not None and len(history) > m and all(b >= a for a, b in itertools.pairwise(history[-(m + 1) :])):
+            reason = f"RAM still to send did not shrink for {m} iteration{'s' if m != 1 else ''}"
+        if reason is None:
+            return
+        state["postcopy_requested"] = True
+        try:
+            state["dom"].migrateStartPostCopy(0)
+        except libvirt.libvirtError as exc:
+            leg.extra["postcopy_switch"] = {"reason": reason, "iteration": iteration, "error": _msg(exc)}
+            ctx.echo(f"leg {leg.number}: could not switch to post-copy ({reason}): {_msg(exc)}")
+            return
+        leg.extra["postcopy_switch"] = {"reason": reason, "iteration": iteration, "requested_ms": round(leg.elapsed_ms(), 3)}
+        ctx.echo(f"leg {leg.number}: switched to post-copy {reason}")
+        ctx.emit_sample(leg, self.poll(leg) or {"status": "postcopy-requested"}, kind="postcopy")
 
     def _on_timeout(self, ctx, leg, action: str) -> None:
         dom = leg.backend_state.get("dom")
@@ -569,10 +673,13 @@ class LibvirtBackend(Backend):
         move = first_move({**original, "created": d.get("created")}, seen, keep_created=bool(options.get("keep_created")))
         if move.action == "lost":
             end.update(lost=True, message=move.message)
+            if d.get("created"):
+                self._remove_disks(d, end)
             return end
         if move.action == "remove":
             for role in move.roles:
                 end["actions"].extend(self._remove(doms[role], role))
+            self._remove_disks(d, end)
             return end
         if move.action == "migrate-back":
             dom = doms["destination"]
@@ -622,6 +729,17 @@ class LibvirtBackend(Backend):
                 end["actions"].append("removed the leftover definition on the destination")
         end["end"] = {role: v[1] for role, v in self._where(d["uuid"]).items() if v}
         return end
+
+    def _remove_disks(self, d: dict, end: dict) -> None:
+        """A created guest's disk images, on both hosts (a storage migration left a copy on each)."""
+        if not d.get("disk"):
+            return
+        for role, uri in (("source", self.source_uri), ("destination", self.destination_uri)):
+            try:
+                remove_disk(self._runner(uri, "disks"), d["disk"])
+                end["actions"].append(f"removed its disk image on {role}")
+            except StepError as exc:
+                end["actions"].append(f"could not remove its disk image on {role}: {exc.message}")
 
     def _remove(self, dom, role: str) -> list[str]:
         """Destroy and undefine; a domain that vanishes meanwhile (an incoming

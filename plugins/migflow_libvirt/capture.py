@@ -172,6 +172,17 @@ class QemuWatch:
             "wall_after_qemu_ms": round((call_returned - done.arrived) * 1000.0, 3),
         }
 
+    def postcopy(self, call_started: float) -> dict[str, float]:
+        """When QEMU entered post-copy (``MIGRATION`` ``postcopy-active``), on the client's clock,
+        and how long the post-copy phase lasted until ``completed``."""
+        active, done = self.first("MIGRATION", "postcopy-active"), self.first("MIGRATION", "completed")
+        if active is None:
+            return {}
+        out = {"postcopy_started_ms": round((active.arrived - call_started) * 1000.0, 3)}
+        if done is not None:
+            out["postcopy_ms"] = round((done.arrived - active.arrived) * 1000.0, 3)
+        return out
+
     def timeline(self) -> list[dict[str, Any]]:
         """The events as recorded: name, status, QEMU's timestamp and the client's arrival (monotonic)."""
         with self._lock:

@@ -29,7 +29,7 @@ import time
 import uuid as uuidlib
 from urllib.parse import urlsplit
 
-from migflow.backend import Backend
+from migflow.backend import DEFAULT_TIMEOUT_ACTION, Backend
 from migflow.errors import HostError, PrerequisiteError, StepError
 
 from .hosts import QemuHost, resolve
@@ -213,11 +213,13 @@ class QemuBackend(Backend):
         create = domain["create"]
         timeout = options.get("wait_timeout_s", 60)
         workload = dict(create.get("workload") or {})
-        image = ctx.hook.migflow_guest_image(workload=workload)
+        image = ctx.hook.migflow_guest_image(workload=workload, create=create, guest=1)
         if image is None:
             raise StepError(
                 "no plugin provides a guest image for [domain.create]", hint="the built-in lab plugin does; is it disabled (MIGFLOW_DISABLE_PLUGINS)?"
             )
+        if image.initrd or image.disk_mib or image.network:
+            raise StepError("the qemu backend boots the tiny guest only (no initrd, disk or NIC)", hint='use backend = "libvirt" for guest = "linux"')
         name = f"{create.get('name') or 'migflow-guest'}-{ctx.run_id}"
         if "," in name:
             raise StepError(f"domain name {name!r}: QEMU's -name cannot contain a comma")
@@ -348,7 +350,7 @@ class QemuBackend(Backend):
         timer = None
         timeout = options.get("timeout")
         if timeout:
-            timer = threading.Timer(timeout["seconds"], self._on_timeout, args=(ctx, leg, src, timeout.get("action", "abort")))
+            timer = threading.Timer(timeout["seconds"], self._on_timeout, args=(ctx, leg, src, timeout.get("action", DEFAULT_TIMEOUT_ACTION)))
             timer.daemon = True
         src.client.events()  # forget older events
         state["src"] = src

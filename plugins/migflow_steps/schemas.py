@@ -47,6 +47,12 @@ FLAGS = [
     "unsafe",
     "parallel",
     "paused",
+    "copy-storage-all",
+    "copy-storage-inc",
+    "copy-storage-synchronous-writes",
+    "offline",
+    "change-protection",
+    "zerocopy",
 ]
 
 PREPARE_OPTIONS = {
@@ -111,7 +117,11 @@ MIGRATE_OPTIONS = {
             "required": ["seconds"],
             "properties": {
                 "seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
-                "action": {"enum": ["abort", "suspend", "postcopy"], "default": "abort"},
+                "action": {
+                    "enum": ["abort", "suspend", "postcopy"],
+                    "default": "suspend",
+                    "description": "what happens when the time is up: suspend (the default, like virsh migrate --timeout) pauses the guest so the migration completes; abort cancels it; postcopy switches to post-copy",
+                },
             },
         },
         "expect": {
@@ -121,6 +131,56 @@ MIGRATE_OPTIONS = {
         },
         "migrate_uri": {"type": "string", "description": "hypervisor-level destination (tcp://HOST[:PORT]); default: chosen by the mode"},
         "settle_s": {"type": "number", "minimum": 0, "maximum": 600, "default": 0, "description": "pause between the legs of a round trip"},
+        "dname": {"type": "string", "pattern": "^[^/\\s]+$", "description": "the domain's name on the destination (virsh migrate --dname)"},
+        "listen_address": {"type": "string", "description": "the address the destination QEMU listens on for the migration stream (virsh --listen-address)"},
+        "migrate_disks": {
+            "type": "array",
+            "items": {"type": "string", "pattern": "^[a-z]+$"},
+            "minItems": 1,
+            "uniqueItems": True,
+            "description": "which disks to copy, by target (vda ...), with copy-storage-* (virsh --migrate-disks)",
+        },
+        "disks_port": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 65535,
+            "description": "the port of the destination's NBD server for copy-storage-* (virsh --disks-port)",
+        },
+        "destination_xml": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "properties": {"title": {"type": "string"}, "description": {"type": "string"}},
+            "description": "changes to the domain's definition on the destination: the running domain's XML with these elements replaced (virsh --xml)",
+        },
+        "persistent_xml": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "properties": {"title": {"type": "string"}, "description": {"type": "string"}},
+            "description": "changes to the persistent definition the destination keeps, with the persistent flag (virsh --persistent-xml)",
+        },
+        "postcopy_switch": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "maxProperties": 1,
+            "properties": {
+                "after_iterations": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 1000,
+                    "description": "switch when pass N+1 over RAM begins (1: like virsh --postcopy-after-precopy)",
+                },
+                "when_stalled": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 100,
+                    "description": "switch when RAM still to send did not shrink for this many passes in a row",
+                },
+            },
+            "description": "switch the migration to post-copy (needs the postcopy flag)",
+        },
         "concurrency": {
             "type": "integer",
             "minimum": 1,

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from .plugins import Plugins
     from .reservation import Holder, Reservation
 
-__all__ = ["Backend"]
+__all__ = ["DEFAULT_TIMEOUT_ACTION", "Backend"]
+
+#: what a migrate step's timeout does unless it says: like ``virsh migrate --timeout``, suspend the guest
+DEFAULT_TIMEOUT_ACTION = "suspend"
 
 
 class Backend:

@@ -100,14 +100,18 @@ def migflow_default_hosts() -> HostPair | None:
 
 
 @hookspec(firstresult=True)
-def migflow_guest_image(workload: dict[str, Any]) -> GuestImage | None:
-    """Return a :class:`~migflow.registry.GuestImage` for ``[domain.create.workload]``.
+def migflow_guest_image(workload: dict[str, Any], create: dict[str, Any], guest: int) -> GuestImage | None:
+    """Return a :class:`~migflow.registry.GuestImage` for one guest of ``[domain.create]``.
 
     firstresult: the first non-None answer wins.  The built-in lab plugin builds
-    its memory-dirtying guest kernel (from source, with the machine's compiler).
+    its memory-dirtying guests: the tiny multiboot kernel (``guest = "tiny"``, the
+    default) or a Linux guest assembled from Debian packages with a NIC and a disk
+    (``guest = "linux"``).
 
     :param workload: the workload table (``working_set_mib``, ``dirty_rate_mibs``,
-        ``pattern``, ...), with defaults applied.
+        ``pattern``, ...).
+    :param create: the whole ``[domain.create]`` table (``guest``, ``memory_mib``, ``count`` ...).
+    :param guest: which guest of the run (from 1; ``count`` guests are created).
     """
 
 

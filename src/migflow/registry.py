@@ -103,11 +103,31 @@ class GuestImage:
     :param kernel: path to a multiboot/ELF kernel booted with ``<os><kernel>``.
     :param cmdline: kernel command line carrying the workload parameters.
     :param heartbeat: True when the guest writes a heartbeat to its first serial port.
+    :param initrd: an initramfs to boot with the kernel (``<os><initrd>``).
+    :param console: the guest's kernel messages go to a second serial port (kept
+        apart from the heartbeat on the first).
+    :param disk_mib: give the guest a virtio-blk disk of this size (a qcow2 image
+        on the source host), or None for no disk.
+    :param network: the name of a bridge on each host to plug a virtio-net NIC
+        into (the lab's VM network), or None for no NIC.
+    :param address: the guest's IP address on that network (``198.18.0.130``).
+    :param echo_port: the UDP port the guest echoes datagrams on.
+    :param virt_type: force the domain type (``qemu``: TCG) when this guest cannot
+        run on the hosts' KVM; None: KVM where the hosts have it.
+    :param mac: the NIC's MAC address (stable, so a migrated guest keeps it).
     """
 
     kernel: str
     cmdline: str = ""
     heartbeat: bool = False
+    initrd: str | None = None
+    console: bool = False
+    disk_mib: int | None = None
+    network: str | None = None
+    address: str | None = None
+    echo_port: int | None = None
+    virt_type: str | None = None
+    mac: str | None = None
 
 
 @dataclass(frozen=True)

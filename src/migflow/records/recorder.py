@@ -53,6 +53,8 @@ def sample_from_stats(leg: int, ms: float, stats: dict, kind: str = "poll") -> d
         "iteration": ram.get("dirty-sync-count"),
         "throttle": stats.get("cpu-throttle-percentage"),
         "expected_downtime": stats.get("expected-downtime"),
+        "src_qemu_cpu_ms": (stats.get("host-cpu") or {}).get("src_qemu_cpu_ms"),
+        "dst_qemu_cpu_ms": (stats.get("host-cpu") or {}).get("dst_qemu_cpu_ms"),
     }
 
 

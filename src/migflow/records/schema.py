@@ -98,6 +98,10 @@ _STATS = [
     ("xbzrle_cache_encoding_rate", "DOUBLE", "ratio"),
     ("xbzrle_cache_overflow", "BIGINT", "pages"),
     ("cpu_throttle_percentage", "INTEGER", "percent"),
+    ("disk_total", "BIGINT", "bytes"),
+    ("disk_transferred", "BIGINT", "bytes"),
+    ("disk_remaining", "BIGINT", "bytes"),
+    ("disk_bps", "DOUBLE", "bytes/s"),
 ]
 STAT_COLUMNS = tuple(c for c, _, _ in _STATS)
 
@@ -117,7 +121,17 @@ _MEASUREMENTS = [
     ("in_force", "JSON", "migration capabilities and parameters QEMU reported while the leg ran"),
     ("link", "JSON", "link shaping in force during the leg (rate, delay_ms, jitter_ms, loss_pct; NULL where unknown)"),
     ("timeout_action", "VARCHAR", "the timeout action that fired (abort, suspend, postcopy), NULL when none did"),
+    ("postcopy_started_ms", "DOUBLE", "ms from the leg's start until QEMU entered post-copy (MIGRATION postcopy-active); NULL without post-copy"),
+    ("postcopy_ms", "DOUBLE", "ms the post-copy phase lasted (postcopy-active to completed)"),
     ("memory_verified", "BOOLEAN", "the guest checked its working set after the leg: true when no page was wrong, NULL when not checkable"),
+    ("disk_verified", "BOOLEAN", "the Linux guest checked its disk after the leg: true when no block was wrong, NULL without a disk writer"),
+    ("net_pause_ms", "DOUBLE", "ms, the longest gap between answers to 1 kHz UDP probes from outside both hosts (guests with a NIC)"),
+    ("net_probes_sent", "BIGINT", "UDP probes sent to the guest during the leg"),
+    ("net_probes_lost", "BIGINT", "UDP probes sent during the leg that were never answered"),
+    ("src_qemu_cpu_ms", "DOUBLE", "ms of CPU the source QEMU used during the leg (all threads; NULL when its host is not this machine)"),
+    ("src_vcpu_cpu_ms", "DOUBLE", "ms of CPU the source QEMU's vCPU threads used during the leg"),
+    ("dst_qemu_cpu_ms", "DOUBLE", "ms of CPU the destination QEMU used from its start to the leg's end"),
+    ("dst_vcpu_cpu_ms", "DOUBLE", "ms of CPU the destination QEMU's vCPU threads used"),
 ]
 MEASUREMENT_COLUMNS = tuple(c for c, _, _ in _MEASUREMENTS)
 
@@ -156,6 +170,8 @@ _SAMPLES = [
     ("iteration", "BIGINT", "ram.dirty-sync-count"),
     ("throttle", "INTEGER", "percent, cpu-throttle-percentage"),
     ("expected_downtime", "BIGINT", "ms, expected-downtime"),
+    ("src_qemu_cpu_ms", "DOUBLE", "ms of CPU the source QEMU used since the leg began (lab hosts)"),
+    ("dst_qemu_cpu_ms", "DOUBLE", "ms of CPU the destination QEMU used since it started (lab hosts)"),
 ]
 
 #: measurements plugins record themselves, long format: one row per (run, leg, name)
