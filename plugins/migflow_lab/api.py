@@ -15,7 +15,7 @@ from typing import Any
 from .daemons import command_on as _command_on
 from .daemons import libvirtd_pid as _libvirtd_pid
 from .daemons import qemu_pids as _qemu_pids
-from .lifecycle import down, is_up, link, shape, status, up
+from .lifecycle import check_tls, down, is_up, link, shape, status, up
 from .network import describe_link, netem_available
 from .prereqs import accel, check_prerequisites
 from .state import LAB_ROOT, STATE_FILE
@@ -31,6 +31,7 @@ __all__ = [
     "LabHost",
     "accel",
     "check_prerequisites",
+    "check_tls",
     "command_on",
     "describe_link",
     "down",

@@ -44,6 +44,9 @@ def lab_group() -> None:
       mflab-a  198.18.0.1  qemu+tcp://198.18.0.1/system
       mflab-b  198.18.0.2  qemu+tcp://198.18.0.2/system
 
+    Each also listens on TLS, qemu+tls://ADDRESS/system?pkipath=/var/lib/migflow-lab/pki/client
+    (`migflow lab status` prints the URIs).
+
     Workflows that name no hosts use the lab, and `migflow run` brings it up
     when needed.  State: /var/lib/migflow-lab/state.json.
 
@@ -60,21 +63,31 @@ def lab_group() -> None:
 
 @lab_group.command("up")
 @_shaping_options
-def up_cmd(rate, delay_ms, jitter_ms, loss_pct) -> None:
+@click.option("--tls", is_flag=True, help="Then connect to both hosts over TLS with the lab's client certificate and print their qemu+tls:// URIs.")
+def up_cmd(rate, delay_ms, jitter_ms, loss_pct, tls: bool) -> None:
     """Bring the lab up (idempotent), optionally shaping the link.
 
     A second `up` while the lab is healthy changes nothing (except the
     shaping, when given).  Leftovers of a lab that was killed (namespaces,
     bridge, daemons, domains) are cleaned up first.
 
+    TLS is always set up: a private CA under /var/lib/migflow-lab/pki,
+    libvirtd listening on 16514 and checking client certificates, and
+    QEMU's migration TLS (the migrate step's `tls` flag).  Nothing is
+    written to /etc/pki.  With --tls, `up` also proves a TLS connection to
+    each host works.
+
     \b
     Examples:
       migflow lab up
+      migflow lab up --tls
       migflow lab up --rate 1gbit --delay-ms 5 --loss-pct 0.1
     """
     from . import api as lab
 
     lab.up(rate=rate, delay_ms=delay_ms, jitter_ms=jitter_ms, loss_pct=loss_pct, echo=click.echo)
+    if tls:
+        lab.check_tls(echo=click.echo)
 
 
 @lab_group.command("down")
@@ -111,6 +124,7 @@ def status_cmd(as_json: bool) -> None:
         state = f"libvirtd pid {h['libvirtd_pid']}" if h["running"] else "not running"
         doms = ", ".join(f"{d['name']} ({d['state']})" for d in h["domains"]) or "no domains"
         click.echo(f"  {h['name']:8} {h['address']:11} {h['uri']:30} {state}; {doms}")
+        click.echo(f"  {'':8} {'':11} {h['tls_uri']}")
 
 
 @lab_group.command("shape")

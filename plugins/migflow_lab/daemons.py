@@ -19,6 +19,7 @@ import time
 from migflow.errors import HostError
 from migflow.procs import command_name, process_start
 
+from . import pki
 from .state import LAB_ROOT, alive, read_state, write_state
 from .system import Echo, netns_inode, pids_in_netns, port_open
 from .topology import LIBVIRTD_PORT, LabHost
@@ -81,11 +82,17 @@ while True:
 
 
 def _libvirtd_conf(h: LabHost) -> str:
+    tls = pki.libvirtd_files(h)
     return f"""# written by migflow lab: host {h.name}
-listen_tls = 0
 listen_tcp = 1
 listen_addr = "{h.address}"
 auth_tcp = "none"
+# TLS on 16514 with the lab's CA; clients must present a certificate it signed
+listen_tls = 1
+auth_tls = "none"
+key_file = "{tls["key_file"]}"
+cert_file = "{tls["cert_file"]}"
+ca_file = "{tls["ca_file"]}"
 auth_unix_ro = "none"
 auth_unix_rw = "none"
 host_uuid = "{h.host_uuid}"
@@ -106,6 +113,9 @@ migration_address = "{h.address}"
 # no per-domain /dev namespace: simpler inside the lab's own mount namespace
 namespaces = [ ]
 remember_owner = 0
+# QEMU's migration stream over TLS (the `tls` flag): the lab's CA, peers verified
+migrate_tls_x509_cert_dir = "{pki.migrate_dir(h)}"
+migrate_tls_x509_verify = 1
 """
 
 

@@ -13,15 +13,15 @@ import shutil
 
 from migflow.errors import HostError, PrerequisiteError
 
-from . import shaping
+from . import pki, shaping
 from .daemons import MARKER, destroy_domains, domains, mountpoints, prepare_dirs, start_daemon
 from .network import apply_shaping, create_network, describe_link, remove_network
 from .prereqs import accel, check_addresses, check_prerequisites
 from .state import LAB_ROOT, STATE_FILE, alive, empty_link, locked, new_state, read_state, write_state
 from .system import Echo, kill_processes, link_exists, marked_pids, netns_inode, netns_list, pids_in_netns, port_open, quiet
-from .topology import BRIDGE, HOSTS, LIBVIRTD_PORT, VM_BRIDGE
+from .topology import BRIDGE, HOSTS, LIBVIRTD_PORT, LIBVIRTD_TLS_PORT, VM_BRIDGE
 
-__all__ = ["down", "is_up", "shape", "status", "up"]
+__all__ = ["check_tls", "down", "is_up", "shape", "status", "up"]
 
 
 def _healthy(state: dict | None) -> bool:
@@ -31,6 +31,8 @@ def _healthy(state: dict | None) -> bool:
         entry = state["hosts"].get(h.name, {}).get("libvirtd")
         if h.name not in netns_list() or not alive(entry) or not port_open(h.address, LIBVIRTD_PORT):
             return False
+        if not port_open(h.address, LIBVIRTD_TLS_PORT):
+            return False  # a lab of an older migflow has no TLS listener: `up` rebuilds it
     return True
 
 
@@ -54,7 +56,7 @@ def status() -> dict:
                 doms = domains(h)
             except Exception:  # a libvirt error: report the host as not usable
                 running = False
-        hosts.append({"name": h.name, "address": h.address, "uri": h.uri, "libvirtd_pid": pid, "running": running, "domains": doms})
+        hosts.append({"name": h.name, "address": h.address, "uri": h.uri, "tls_uri": h.tls_uri, "libvirtd_pid": pid, "running": running, "domains": doms})
     return {
         "up": _healthy(state),
         "accel": accel(),
@@ -72,6 +74,7 @@ def _leftovers(state: dict | None) -> bool:
         or any(link_exists(h.veths[0]) for h in HOSTS)
         or marked_pids(MARKER)
         or any((LAB_ROOT / h.name).exists() for h in HOSTS)
+        or pki.PKI_DIR.exists()
     )
 
 
@@ -94,6 +97,7 @@ def _teardown(state: dict | None, echo: Echo) -> None:
     remove_network(state, echo)
     for h in HOSTS:
         shutil.rmtree(LAB_ROOT / h.name, ignore_errors=True)
+    pki.remove()
     for path in reversed(state.get("created_paths") or []):
         try:
             os.rmdir(path)  # only when empty: never remove what someone else put there
@@ -142,6 +146,7 @@ def _up(rate, delay_ms, jitter_ms, loss_pct, echo: Echo) -> dict:
             os.makedirs(path)
             state["created_paths"].append(path)  # removed by down when still empty
     write_state(state)
+    pki.create(HOSTS)
     for h in HOSTS:
         prepare_dirs(h)
     create_network(state, echo)
@@ -152,6 +157,28 @@ def _up(rate, delay_ms, jitter_ms, loss_pct, echo: Echo) -> dict:
     st = status()
     echo(f"lab: up ({st['accel']}); link: {describe_link(st['link'])}")
     return st
+
+
+def check_tls(echo: Echo | None = print) -> list[str]:
+    """Connect to both hosts over TLS with the lab's client certificate; their TLS URIs.
+
+    A :class:`~migflow.errors.HostError` with libvirt's words when a host refuses."""
+    import libvirt
+
+    say = echo or quiet
+    for h in HOSTS:
+        try:
+            conn = libvirt.open(h.tls_uri)
+            try:
+                version = conn.getLibVersion()
+            finally:
+                conn.close()
+        except libvirt.libvirtError as exc:
+            raise HostError(
+                f"{h.name}: libvirtd does not answer over TLS: {exc.get_error_message()}", hint="`migflow lab down && migflow lab up` renews the certificates"
+            ) from None
+        say(f"lab: {h.name} answers over TLS (libvirt {version // 1000000}.{version // 1000 % 1000}.{version % 1000}): {h.tls_uri}")
+    return [h.tls_uri for h in HOSTS]
 
 
 def down(echo: Echo | None = print) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "BRIDGE_ADDRESS",
     "HOSTS",
     "LIBVIRTD_PORT",
+    "LIBVIRTD_TLS_PORT",
     "PREFIX_LEN",
     "SUBNET",
     "VM_BRIDGE",
@@ -43,6 +44,7 @@ BRIDGE_ADDRESS = "198.18.0.254"
 PREFIX_LEN = 24
 SUBNET = f"198.18.0.0/{PREFIX_LEN}"
 LIBVIRTD_PORT = 16509
+LIBVIRTD_TLS_PORT = 16514
 
 #: The guests' network: one layer-2 segment across both hosts and the root
 #: namespace, 198.18.0.128/25 (inside the lab's /24: the longer prefix routes
@@ -84,6 +86,13 @@ class LabHost:
     def veths(self) -> tuple[str, str]:
         """(end on the root bridge, end inside the host's namespace)."""
         return f"{self.name}-br", f"{self.name}-in"
+
+    @property
+    def tls_uri(self) -> str:
+        """The libvirt URI of its daemon over TLS, with the lab's client certificate (see :mod:`.pki`)."""
+        from .pki import CLIENT_DIR
+
+        return f"qemu+tls://{self.address}/system?pkipath={CLIENT_DIR}"
 
     @property
     def host_uuid(self) -> str:
