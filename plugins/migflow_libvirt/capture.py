@@ -114,7 +114,7 @@ class QemuWatch:
     def _read_in_force(self) -> None:
         try:
             caps = {c["capability"]: c["state"] for c in qmp(self.dom, "query-migrate-capabilities")}
-            params = {k: v for k, v in qmp(self.dom, "query-migrate-parameters").items() if not k.startswith("tls-")}
+            params = qmp(self.dom, "query-migrate-parameters")  # tls-creds names libvirt's TLS object when the stream is encrypted
             self.in_force = {"capabilities": caps, "parameters": params}
         except RuntimeError:
             pass  # the migration may have ended meanwhile: the column stays NULL
