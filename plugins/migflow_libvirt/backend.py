@@ -23,6 +23,7 @@ import libvirt
 
 from migflow.backend import DEFAULT_TIMEOUT_ACTION, Backend
 from migflow.errors import HostError, StepError
+from migflow.redact import redact_secrets_of
 from migflow.status import LegStatus
 
 from .capture import QemuWatch, qmp
@@ -68,6 +69,36 @@ def _redact(uri: str) -> str:
     from migflow.redact import redact_uri
 
     return redact_uri(uri) or ""
+
+
+#: libvirt's TLS client errors (src/rpc/virnettlscontext.c, virnetclient.c) -> what to do
+_TLS_HINTS = (
+    (
+        "TLS confirmation",
+        "the host refused this client's certificate: pkipath's clientcert.pem and clientkey.pem must be signed by the CA the host trusts (docs/security.md)",
+    ),
+    (
+        "server verification",
+        "the host refused this client's certificate: pkipath's clientcert.pem and clientkey.pem must be signed by the CA the host trusts (docs/security.md)",
+    ),
+    (
+        "Cannot read CA certificate",
+        "a TLS client needs cacert.pem, clientcert.pem and clientkey.pem in its pkipath (default /etc/pki/CA and /etc/pki/libvirt; docs/security.md)",
+    ),
+    (
+        "does not match the hostname",
+        "the host's certificate does not name the address in the URI: connect by a name or IP its subjectAltName lists (docs/security.md)",
+    ),
+    ("known issuer", "the host's certificate is not signed by the CA in cacert.pem (docs/security.md)"),
+)
+
+
+def connect_hint(message: str) -> str:
+    """What to do about a failed connection, by libvirt's message."""
+    for words, hint in _TLS_HINTS:
+        if words in message:
+            return hint
+    return "is libvirtd running and listening there? For the embedded lab: migflow lab status"
 
 
 def final_stats(job: dict | None, qemu: dict | None) -> dict | None:
@@ -153,10 +184,8 @@ class LibvirtBackend(Backend):
         try:
             conn = libvirt.open(uri)
         except libvirt.libvirtError as exc:
-            raise HostError(
-                f"cannot connect to {_redact(uri)}: {_msg(exc)}",
-                hint="is libvirtd running and listening there? For the embedded lab: migflow lab status",
-            ) from None
+            message = redact_secrets_of(_msg(exc), uri)
+            raise HostError(f"cannot connect to {_redact(uri)}: {message}", hint=connect_hint(message)) from None
         try:
             conn.setKeepAlive(5, 3)
         except libvirt.libvirtError:

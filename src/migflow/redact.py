@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["REDACTED", "SENSITIVE_PARAMS", "redact_json", "redact_text", "redact_uri"]
+__all__ = ["REDACTED", "SENSITIVE_PARAMS", "redact_json", "redact_secrets_of", "redact_text", "redact_uri"]
 
 REDACTED = "***"
 
@@ -81,6 +81,26 @@ def redact_text(text: str | None) -> str | None:
         return (redact_uri(uri) or REDACTED) + rest
 
     return _URI_IN_TEXT.sub(one, str(text))
+
+
+def redact_secrets_of(text: str, *uris: str) -> str:
+    """``text`` without the secrets the URIs carry, wherever they appear (a libvirt error
+    that names the pkipath's files, say), and with :func:`redact_text` applied.
+
+    >>> redact_secrets_of("Cannot read '/k/cacert.pem'", "qemu+tls://h/system?pkipath=/k")
+    "Cannot read '***/cacert.pem'"
+    """
+    for uri in uris:
+        try:
+            query = urlsplit(uri).query
+        except ValueError:
+            continue
+        for field in query.split("&"):
+            name, eq, value = field.partition("=")
+            value = unquote(value)
+            if eq and len(value) > 1 and _sensitive(unquote(name)):
+                text = text.replace(value, REDACTED)
+    return redact_text(text) or ""
 
 
 def redact_json(value: Any) -> Any:
