@@ -51,6 +51,8 @@ DEFAULTS = {
     "dirty_rate_mibs": 32,
     "pattern": "sequential",
     "heartbeat_us": 1000,
+    "disk_mib": 0,
+    "disk_write_kibs": 0,
 }
 
 #: JSON Schema (draft 2020-12) of ``[domain.create.workload]``.
