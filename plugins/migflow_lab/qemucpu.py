@@ -45,21 +45,45 @@ def _stat_ms(path: str) -> float:
     return (int(fields[11]) + int(fields[12])) * _TICK_MS  # utime + stime
 
 
-def qemu_cpu_ms(pid: int) -> tuple[float, float] | None:
-    """(whole process, vCPU threads) CPU ms so far, or None when the process is gone."""
+def qemu_cpu_ms(pid: int) -> tuple[float, dict[str, float]] | None:
+    """(whole process CPU ms, {vCPU thread id: its CPU ms}) so far, or None when the process is gone."""
     try:
         total = _stat_ms(f"/proc/{pid}/stat")
-        vcpu = 0.0
+        vcpus: dict[str, float] = {}
         for tid in os.listdir(f"/proc/{pid}/task"):
             try:
                 with open(f"/proc/{pid}/task/{tid}/comm") as f:
                     if f.read().startswith("CPU "):
-                        vcpu += _stat_ms(f"/proc/{pid}/task/{tid}/stat")
+                        vcpus[tid] = _stat_ms(f"/proc/{pid}/task/{tid}/stat")
             except OSError:
                 continue
-        return total, vcpu
+        return total, vcpus
     except (OSError, ValueError, IndexError):
         return None
+
+
+class _Usage:
+    """One QEMU's CPU time as last read; a vCPU thread that has exited (QEMU shutting
+    down at the leg's end) keeps its last reading instead of dropping out of the sum."""
+
+    def __init__(self) -> None:
+        self.total: float | None = None
+        self.vcpus: dict[str, float] = {}
+
+    def update(self, reading: tuple[float, dict[str, float]] | None) -> None:
+        if reading is None:
+            return
+        self.total = reading[0] if self.total is None else max(self.total, reading[0])
+        for tid, ms in reading[1].items():
+            self.vcpus[tid] = max(ms, self.vcpus.get(tid, 0.0))
+
+    def since(self, base: _Usage | None) -> tuple[float, float] | None:
+        """(total, vCPU) ms used since ``base`` (since the process started when None)."""
+        if self.total is None:
+            return None
+        if base is None or base.total is None:
+            return self.total, sum(self.vcpus.values())
+        return self.total - base.total, sum(ms - base.vcpus.get(tid, 0.0) for tid, ms in self.vcpus.items())
 
 
 class CpuWatch:
@@ -70,10 +94,10 @@ class CpuWatch:
         pids = qemu_pids_of(uuid)
         self.src = pids[0] if pids else None
         self.dst: int | None = None
-        first = qemu_cpu_ms(self.src) if self.src else None
-        self._base = first  # the source's CPU at the leg's start
-        self.src_now = first
-        self.dst_now: tuple[float, float] | None = None
+        self._base = _Usage()  # the source's CPU at the leg's start
+        self._base.update(qemu_cpu_ms(self.src) if self.src else None)
+        self._src, self._dst = _Usage(), _Usage()
+        self._src.update(qemu_cpu_ms(self.src) if self.src else None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"qemu-cpu-{uuid[:8]}", daemon=True)
 
@@ -83,16 +107,12 @@ class CpuWatch:
 
     def _read(self) -> None:
         if self.src is not None:
-            now = qemu_cpu_ms(self.src)
-            if now is not None:
-                self.src_now = now
+            self._src.update(qemu_cpu_ms(self.src))
         if self.dst is None:
             others = [p for p in qemu_pids_of(self.uuid) if p != self.src]
             self.dst = others[-1] if others else None
         if self.dst is not None:
-            now = qemu_cpu_ms(self.dst)
-            if now is not None:
-                self.dst_now = now
+            self._dst.update(qemu_cpu_ms(self.dst))
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -106,10 +126,10 @@ class CpuWatch:
     def used(self) -> dict:
         """CPU ms used during the leg so far: ``src_qemu_cpu_ms``, ``src_vcpu_cpu_ms``, ``dst_qemu_cpu_ms``, ``dst_vcpu_cpu_ms``."""
         out: dict = {}
-        if self._base is not None and self.src_now is not None:
-            out["src_qemu_cpu_ms"] = round(self.src_now[0] - self._base[0], 1)
-            out["src_vcpu_cpu_ms"] = round(self.src_now[1] - self._base[1], 1)
-        if self.dst_now is not None:  # the destination QEMU was started for this leg: all its time is the leg's
-            out["dst_qemu_cpu_ms"] = round(self.dst_now[0], 1)
-            out["dst_vcpu_cpu_ms"] = round(self.dst_now[1], 1)
+        src = self._src.since(self._base) if self._base.total is not None else None
+        if src is not None:
+            out["src_qemu_cpu_ms"], out["src_vcpu_cpu_ms"] = round(src[0], 1), round(src[1], 1)
+        dst = self._dst.since(None)  # the destination QEMU was started for this leg: all its time is the leg's
+        if dst is not None:
+            out["dst_qemu_cpu_ms"], out["dst_vcpu_cpu_ms"] = round(dst[0], 1), round(dst[1], 1)
         return out
