@@ -253,3 +253,23 @@ def _pip_has_python_option() -> bool:
     out = subprocess.run([sys.executable, "-m", "pip", "--version"], check=False, capture_output=True, text=True).stdout
     major = int(out.split()[1].split(".")[0])
     return major >= 22
+
+
+GUEST_WORKFLOW = """
+name = "g"
+[domain.create]
+guest = "mine"
+[domain.create.workload]
+whatever = 1
+[[steps]]
+use = "prepare-domain"
+"""
+
+
+def test_a_third_party_guest_is_not_refused_by_the_lab():
+    from migflow.workflow.loader import check_text
+
+    _wf, issues = check_text(GUEST_WORKFLOW, "g.toml", get_plugins(extra=(LateGuest(),)))
+    assert issues == []
+    _wf, issues = check_text(GUEST_WORKFLOW, "g.toml", get_plugins())  # nobody provides it: named, with what the lab offers
+    assert [(i.path, i.message) for i in issues] == [("domain.create.guest", "no plugin provides the guest 'mine'; the lab offers tiny, linux")]

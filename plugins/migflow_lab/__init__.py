@@ -88,9 +88,13 @@ def migflow_guest_image(workload, create, guest):
 @hookimpl
 def migflow_validate_scenario(workflow, scenario, plugins):
     """``[domain.create]``'s guest and workload, checked before anything runs."""
+    import sys
+
     from .guest import validate_create
 
-    return validate_create((scenario.domain or {}).get("create"))
+    me = sys.modules[__name__]
+    others = any(impl.plugin is not me for impl in plugins.pm.hook.migflow_guest_image.get_hookimpls())
+    return validate_create((scenario.domain or {}).get("create"), others=others)
 
 
 # -- the guest's own view: heartbeat-measured pause around each leg (see .observe) --

@@ -223,8 +223,12 @@ def _check_multiboot(path: Path) -> None:
         )
 
 
-def validate_create(create: dict | None) -> list[tuple[str, str]]:
-    """Problems of a ``[domain.create]`` table the lab would refuse at run time: (path, message) pairs."""
+def validate_create(create: dict | None, others: bool = False) -> list[tuple[str, str]]:
+    """Problems of a ``[domain.create]`` table the lab would refuse at run time: (path, message) pairs.
+
+    :param others: another plugin also provides guest images: a guest the lab does not
+        know is then that plugin's business (and the workload table too).
+    """
     if not isinstance(create, dict):
         return []
     import jsonschema
@@ -234,7 +238,9 @@ def validate_create(create: dict | None) -> list[tuple[str, str]]:
     issues = []
     kind = create.get("guest", "tiny")
     if kind not in GUESTS:
-        issues.append(("domain.create.guest", f"the lab has no guest {kind!r}{did_you_mean(kind, GUESTS)}; it offers {', '.join(GUESTS)}"))
+        if others:
+            return []
+        return [("domain.create.guest", f"no plugin provides the guest {kind!r}{did_you_mean(kind, GUESTS)}; the lab offers {', '.join(GUESTS)}")]
     workload = create.get("workload") or {}
     for e in jsonschema.Draft202012Validator(WORKLOAD_SCHEMA).iter_errors(workload):
         where = ".".join(["domain.create.workload", *map(str, e.path)])
@@ -251,13 +257,18 @@ def validate_create(create: dict | None) -> list[tuple[str, str]]:
     return issues
 
 
-def guest_image(workload: dict | None = None, create: dict | None = None, guest: int = 1) -> GuestImage:
+def guest_image(workload: dict | None = None, create: dict | None = None, guest: int = 1) -> GuestImage | None:
     """The :class:`~migflow.registry.GuestImage` of guest ``guest`` of a ``[domain.create]``
     table (builds the kernel, or the Linux guest, if needed)."""
     kind = (create or {}).get("guest", "tiny")
     if kind == "linux":
         return _linux_image(normalize(workload), guest)
-    return GuestImage(kernel=str(build_kernel()), cmdline=cmdline(workload), heartbeat=True)
+    if kind != "tiny":
+        return None  # another plugin's guest
+    from .prereqs import accel
+
+    virt_type = "qemu" if accel() == "tcg" else None  # MIGFLOW_LAB_ACCEL=tcg holds for the guests too
+    return GuestImage(kernel=str(build_kernel()), cmdline=cmdline(workload), heartbeat=True, virt_type=virt_type)
 
 
 def _linux_image(w: dict, guest: int) -> GuestImage:
@@ -286,7 +297,7 @@ def _linux_image(w: dict, guest: int) -> GuestImage:
         network=VM_BRIDGE_IN_HOST,
         address=address,
         echo_port=ECHO_PORT,
-        virt_type="qemu" if kvm_runs_linux() is False else None,
+        virt_type=None if kvm_runs_linux() else "qemu",  # TCG unless this KVM runs Linux
         mac=f"52:54:00:6d:66:{guest:02x}",
     )
 

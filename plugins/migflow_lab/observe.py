@@ -28,10 +28,11 @@ __all__ = ["leg_finished", "leg_started", "run_finished", "wait_steady"]
 
 #: after a leg, wait this long at most for the guest's heartbeat to resume
 RESUME_WAIT_S = 2.0
-#: after a leg, wait this long at most for two more memory verification passes
+#: after a leg, wait at most this long plus twice a pass's time at the rates below (with
+#: room for a slow TCG vCPU) for two more memory verification passes / disk checker passes
 VERIFY_WAIT_S = 5.0
-#: ... and for two more passes of the Linux guest's disk checker
-DISK_VERIFY_WAIT_S = 30.0
+VERIFY_MIBS = 50.0  # the guests check 32 pages a millisecond (125 MiB/s): a third of that at worst
+DISK_VERIFY_MIBS = 4.0  # the disk checker reads 8 MiB/s: half of that at worst
 
 
 def _domains(ctx) -> list[dict]:
@@ -120,11 +121,13 @@ def leg_finished(ctx, leg) -> None:
     rate = mon.dirty_rate_mibs()
     if rate is not None:
         leg.extra["guest_dirty_rate_mibs"] = rate
-    verified = _verified(mon.verification, leg.backend_state.get("verification_t0"))
+    ws_mib = float((mon.status or {}).get("ws") or 0)
+    verified = _verified(mon.verification, leg.backend_state.get("verification_t0"), VERIFY_WAIT_S + 2 * ws_mib / VERIFY_MIBS)
     if verified is not None:
         leg.extra["memory_verified"] = verified
     # the disk writer checks its area a slice a second: a pass takes longer than one over memory
-    disk = _verified(mon.disk_verification, leg.backend_state.get("disk_verification_t0"), DISK_VERIFY_WAIT_S)
+    disk_mib = float((leg.domain or ctx.state.get("domain") or {}).get("disk_mib") or 0)
+    disk = _verified(mon.disk_verification, leg.backend_state.get("disk_verification_t0"), VERIFY_WAIT_S + 2 * disk_mib / DISK_VERIFY_MIBS)
     if disk is not None:
         leg.extra["disk_verified"] = disk
 

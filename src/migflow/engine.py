@@ -89,6 +89,7 @@ class Engine:
         self.session: Session | None = None
         self._adaptive = AdaptiveRule.of(workflow)
         self._adaptive_why: dict[str, str] = {}  # scenario -> why it runs again
+        self._first_run_id: str | None = None  # chosen when the hosts are reserved, used by the first run
 
     @property
     def interrupted(self) -> str | None:
@@ -168,7 +169,8 @@ class Engine:
             backend.close()
             yield
             return
-        holder = Holder.me(new_run_id(), self.workflow.name)
+        self._first_run_id = new_run_id()  # the reservation names the run the user will find in `runs`
+        holder = Holder.me(self._first_run_id, self.workflow.name)
         reservation, said = None, False
         try:
             while not self._interrupt:
@@ -238,7 +240,7 @@ class Engine:
         from .redact import redact_uri
 
         wf, sc = self.workflow, planned.scenario
-        run_id = new_run_id()
+        run_id, self._first_run_id = self._first_run_id or new_run_id(), None
         recorder = RunRecorder(
             self.results,
             {

@@ -14,7 +14,7 @@ an unchanged guest is reused.  Downloaded ``.deb`` files are kept in
 ``cache_dir/debs/`` and not fetched again.
 
 The guest's programs and serial protocol are described in ``src/mf-dirty.c``
-and ``NOTES.md``; the host parses its heartbeat with
+and docs/guest.md; the host parses its heartbeat with
 :mod:`migflow_lab.heartbeat`, unchanged.
 """
 
