@@ -74,14 +74,21 @@ def migflow_validate_scenario(workflow, scenario, plugins):
     """Capabilities libvirt sets itself cannot be set over QMP beforehand: say what to do instead."""
     if workflow.backend != "libvirt":
         return []
-    from .flags import MANAGED_CAPABILITIES, rules  # the other capabilities are mapped onto libvirt's flags or set over QMP
+    from .flags import CAPABILITY_FLAGS, MANAGED_CAPABILITIES, rules  # the other capabilities are mapped onto libvirt's flags or set over QMP
 
     issues = []
+    # what set-capabilities switches on becomes libvirt flags of the migration: the rules see them too
+    enabled: set[str] = set()
+    for use in scenario.steps:
+        if use.name == "set-capabilities":
+            enabled |= {CAPABILITY_FLAGS[c][0] for c, on in use.options.get("capabilities", {}).items() if on and c in CAPABILITY_FLAGS}
+            if use.options.get("parameters", {}).get("multifd-compression", "none") != "none":
+                enabled.add("compressed")
     for use in scenario.steps:
         if use.name != "migrate":
             continue
         mode = plugins.modes.get(use.options.get("mode") or "managed-direct")
-        flags = set(use.options.get("flags", [])) | set(mode.flags if mode else ())
+        flags = set(use.options.get("flags", [])) | set(mode.flags if mode else ()) | enabled
         for applies, key, message in rules():
             if applies(flags, use.options):
                 issues.append((f"steps[{use.index}].{key}", message))

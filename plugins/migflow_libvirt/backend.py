@@ -71,6 +71,10 @@ def _redact(uri: str) -> str:
     return redact_uri(uri) or ""
 
 
+#: libvirt learnt the multifd compression methods zlib and zstd and their levels in 9.4.0
+MULTIFD_COMPRESSION_SINCE = 9_004_000
+MULTIFD_LEVELS = {"multifd-zlib-level": "compression.zlib.level", "multifd-zstd-level": "compression.zstd.level"}
+
 #: libvirt's TLS client errors (src/rpc/virnettlscontext.c, virnetclient.c) -> what to do
 _TLS_HINTS = (
     (
@@ -464,6 +468,16 @@ class LibvirtBackend(Backend):
             raise StepError(f"domain {d['name']!r} is no longer on {_redact(uri)}")
         return dom
 
+    def _needs_libvirt(self, since: int, what: str) -> None:
+        """A :class:`StepError` naming ``what``, the version it needs and the hosts' when a host's libvirt is older."""
+        for uri in (self.source_uri, self.destination_uri):
+            have = self.conn(uri).getLibVersion()
+            if have < since:
+                raise StepError(
+                    f"{what} needs libvirt {_version(since)} or later; {_redact(uri)} runs libvirt {_version(have)}",
+                    hint="the qemu backend sets it over QMP (docs/qemu-backend.md), or upgrade libvirt on both hosts",
+                )
+
     def set_capabilities(self, ctx, capabilities: dict, parameters: dict) -> dict:
         dom = self._domain_on_source(ctx)
         ctx.state.setdefault("original_qmp", self._in_force(dom))
@@ -489,7 +503,12 @@ class LibvirtBackend(Backend):
             elif name == "max-postcopy-bandwidth":
                 params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY] = max(1, round(value / 2**20))
             elif name == "multifd-compression":
-                methods.append(value)
+                if value != "none":  # none: libvirt's default for parallel migration
+                    self._needs_libvirt(MULTIFD_COMPRESSION_SINCE, f"multifd-compression = {value!r} (libvirt's compression method {value})")
+                    methods.append(value)
+            elif name in MULTIFD_LEVELS:
+                self._needs_libvirt(MULTIFD_COMPRESSION_SINCE, f"{name} (libvirt's {MULTIFD_LEVELS[name]}, virsh --comp-{name.split('-')[1]}-level)")
+                params[MULTIFD_LEVELS[name]] = value
             elif name == "downtime-limit":
                 dom.migrateSetMaxDowntime(value, 0)
             else:

@@ -32,6 +32,8 @@ PARAMETERS = {
     "compress-threads": {"type": "integer", "minimum": 1, "maximum": 255},
     "decompress-threads": {"type": "integer", "minimum": 1, "maximum": 255},
     "multifd-compression": {"enum": ["none", "zlib", "zstd"]},
+    "multifd-zlib-level": {"type": "integer", "minimum": 0, "maximum": 9, "description": "zlib level of multifd compression (virsh --comp-zlib-level)"},
+    "multifd-zstd-level": {"type": "integer", "minimum": 0, "maximum": 20, "description": "zstd level of multifd compression (virsh --comp-zstd-level)"},
     "max-postcopy-bandwidth": {"type": "integer", "minimum": 0, "description": "bytes/s"},
 }
 
