@@ -268,7 +268,13 @@ def guest_image(workload: dict | None = None, create: dict | None = None, guest:
     from .prereqs import accel
 
     virt_type = "qemu" if accel() == "tcg" else None  # MIGFLOW_LAB_ACCEL=tcg holds for the guests too
-    return GuestImage(kernel=str(build_kernel()), cmdline=cmdline(workload), heartbeat=True, virt_type=virt_type)
+    firmware = QBOOT if os.path.exists(QBOOT) else None
+    return GuestImage(kernel=str(build_kernel()), cmdline=cmdline(workload), heartbeat=True, virt_type=virt_type, firmware=firmware)
+
+
+#: qboot, QEMU's minimal firmware (Debian's qemu-system-data): it boots the tiny guest in
+#: 0.26 s where SeaBIOS takes 4.4 s under kvm-pvm (0.26 s under TCG); docs/guest.md
+QBOOT = "/usr/share/qemu/qboot.rom"
 
 
 def _linux_image(w: dict, guest: int) -> GuestImage:

@@ -50,6 +50,7 @@ def domain_xml(
         mac = f"<mac address={quoteattr(image.mac)}/>" if image.mac else ""
         devices.append(f"<interface type='bridge'><source bridge={quoteattr(image.network)}/>{mac}<model type='virtio'/></interface>")
     initrd = f"\n    <initrd>{escape(image.initrd)}</initrd>" if image.initrd else ""
+    loader = f"\n    <loader type='rom' readonly='yes'>{escape(image.firmware)}</loader>" if image.firmware else ""
     return f"""<domain type='{virt_type}'>
   <name>{escape(name)}</name>
   <uuid>{uuid}</uuid>
@@ -57,7 +58,7 @@ def domain_xml(
   <memory unit='MiB'>{int(memory_mib)}</memory>
   <vcpu>{int(vcpus)}</vcpu>
   <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
+    <type arch='x86_64' machine='pc'>hvm</type>{loader}
     <kernel>{escape(image.kernel)}</kernel>{initrd}
     <cmdline>{escape(image.cmdline)}</cmdline>
   </os>

@@ -195,6 +195,8 @@ class QemuBackend(Backend):
             "-nodefaults",
             "-no-user-config",
         ]
+        if d.get("firmware"):
+            argv += ["-bios", d["firmware"]]
         if d.get("serial_path"):
             argv += ["-chardev", f"file,append=on,id=s0,path={d['serial_path']}", "-serial", "chardev:s0"]
         if incoming:
@@ -241,6 +243,7 @@ class QemuBackend(Backend):
             "memory_mib": create.get("memory_mib", 256),
             "vcpus": create.get("vcpus", 1),
             "kernel": image.kernel,
+            "firmware": image.firmware,
             "cmdline": image.cmdline,
         }
         ctx.state["domain"] = d

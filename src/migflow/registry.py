@@ -115,6 +115,8 @@ class GuestImage:
     :param virt_type: force the domain type (``qemu``: TCG) when this guest cannot
         run on the hosts' KVM; None: KVM where the hosts have it.
     :param mac: the NIC's MAC address (stable, so a migrated guest keeps it).
+    :param firmware: a firmware ROM to boot with instead of the machine's default
+        (SeaBIOS), e.g. ``/usr/share/qemu/qboot.rom``; it must exist on both hosts.
     """
 
     kernel: str
@@ -128,6 +130,7 @@ class GuestImage:
     echo_port: int | None = None
     virt_type: str | None = None
     mac: str | None = None
+    firmware: str | None = None
 
 
 @dataclass(frozen=True)
