@@ -105,6 +105,23 @@ def connect_hint(message: str) -> str:
     return "is libvirtd running and listening there? For the embedded lab: migflow lab status"
 
 
+#: libvirt's and QEMU's migration errors that need more than their own words -> what to do
+_MIGRATE_HINTS = (
+    (
+        "cannot limit locked memory",
+        (
+            "zerocopy pins the guest's RAM: libvirt raises the QEMU process's RLIMIT_MEMLOCK, which needs CAP_SYS_RESOURCE on the host "
+            "(a container or sandbox without it cannot use zerocopy)"
+        ),
+    ),
+)
+
+
+def migrate_hint(message: str) -> str | None:
+    """What to do about a failed migration, by its message; None when the message says it all."""
+    return next((hint for words, hint in _MIGRATE_HINTS if words in message), None)
+
+
 def final_stats(job: dict | None, qemu: dict | None) -> dict | None:
     """A leg's final statistics in QMP shape: QEMU's own ``query-migrate`` when it
     was caught, completed by the QEMU values libvirt passed on (never libvirt's
@@ -594,13 +611,14 @@ class LibvirtBackend(Backend):
             message = _msg(exc)
             if state.get("timeout_action"):
                 message = f"timed out after {(timeout or {}).get('seconds', 0):g} s ({state['timeout_action']}): {message}"
-            raise StepError(message) from None
+            raise StepError(message, hint=migrate_hint(message)) from None
         finally:
             if timer is not None:
                 timer.cancel()
         leg.stop_clock()
         returned = leg.started_mono + (leg.wall_ms or 0.0) / 1000.0
         d["host"] = "destination" if leg.destination == self.destination_uri else "source"
+        leg.extra["arrived"] = self._arrived(dconn, d["uuid"])
         if "timeout_action" in state:
             leg.extra["timeout_action"] = state["timeout_action"]
         # The completed-job event carries libvirt's final statistics; it may trail the call slightly.
@@ -616,6 +634,18 @@ class LibvirtBackend(Backend):
         if job:
             leg.extra.update(job_clock(job))
         _record_watch(leg, watch, returned)
+
+    def _arrived(self, conn, uuid: str) -> dict | None:
+        """libvirt's view of the guest on the destination after a leg: its name (``dname``),
+        persistence (``persistent``) and title (``destination_xml``); None when it is not there."""
+        try:
+            dom = self._lookup(conn, uuid=uuid)
+            if dom is None:
+                return None
+            title = ET.fromstring(dom.XMLDesc(0)).findtext("title")
+            return {"name": dom.name(), "persistent": bool(dom.isPersistent()), "active": bool(dom.isActive()), "title": title}
+        except libvirt.libvirtError:
+            return None
 
     def _iteration_sample(self, ctx, leg, iteration: int) -> None:
         stats = self.poll(leg)
