@@ -108,6 +108,13 @@ def connect_hint(message: str) -> str:
 #: libvirt's and QEMU's migration errors that need more than their own words -> what to do
 _MIGRATE_HINTS = (
     (
+        "Failed to reserve port",
+        (
+            "libvirt 9.0 keeps an explicit disks_port (or migrate_uri port) reserved after a migration that used it, until its daemon "
+            "restarts: give each run a port of its own, or leave the option out and let libvirt choose"
+        ),
+    ),
+    (
         "cannot limit locked memory",
         (
             "zerocopy pins the guest's RAM: libvirt raises the QEMU process's RLIMIT_MEMLOCK, which needs CAP_SYS_RESOURCE on the host "
