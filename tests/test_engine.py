@@ -5,6 +5,7 @@ These never claim to test migration; the lab tests do that with real VMs.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
@@ -265,6 +266,30 @@ class Counting:
         from migflow.registry import BackendSpec
 
         register(BackendSpec("fake", CountingBackend, override=True))
+
+
+class SlowObserver:
+    """Checks the guest for 0.3 s after each leg, as the lab's memory verification does."""
+
+    @hookimpl
+    def migflow_leg_finished(self, ctx, leg):
+        time.sleep(0.3)
+
+
+def test_the_next_leg_does_not_wait_for_the_last_ones_observers(tmp_path):
+    CountingBackend.active = CountingBackend.most = 0
+    plugins = get_plugins(extra=(fakes, Counting(), SlowObserver()))
+    wf = workflow([("prepare-domain", {}), ("migrate", {"mode": "fake-mode", "sleep": 0.2, "concurrency": 1}), ("restore", {})])
+    for sc in wf.scenarios:
+        sc.domain = {"create": {"count": 4}}
+    db = tmp_path / "r.duckdb"
+    [summary] = Engine(plugins, wf, HOSTS, str(db), echo=lambda s: None).run()
+    assert summary.status == "completed", summary.error
+    assert CountingBackend.most == 1  # still one at a time
+    starts = [r[0] for r in rows(db, "SELECT epoch_ms(started_at) FROM migrations ORDER BY leg")]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(190 <= g < 400 for g in gaps), gaps  # 0.2 s legs back to back, not 0.5 s apart
+    assert rows(db, "SELECT count(*) FROM migrations WHERE status = 'completed' AND ended_at IS NOT NULL") == [(4,)]
 
 
 @pytest.mark.parametrize("concurrency", [1, 2, 4])

@@ -121,15 +121,22 @@ class RunContext:
     def run_legs(self, jobs: list[tuple[Leg, Callable[[], None]]], concurrency: int = 1) -> dict[int, BaseException | None]:
         """Run several legs, at most ``concurrency`` at a time (a host evacuation).
 
-        Each leg runs as :meth:`run_leg` describes; a leg starts as soon as one
-        finishes.  Returns each leg's error (None when it completed) by leg
-        number: one failed leg does not stop the others.  On Ctrl-C/SIGTERM every
-        running leg is aborted and recorded ``interrupted``, the legs not started
-        yet are dropped, and :class:`Interrupted` is raised.
+        Each leg runs as :meth:`run_leg` describes; a leg starts as soon as the
+        backend call of another returns (its observers, ``migflow_leg_finished``,
+        may still be checking the guest: they run beside the next leg).  Returns
+        each leg's error (None when it completed) by leg number, once every leg
+        is finished: one failed leg does not stop the others.  On Ctrl-C/SIGTERM
+        every running leg is aborted and recorded ``interrupted``, the legs not
+        started yet are dropped, and :class:`Interrupted` is raised.
         """
         pending = list(jobs)
         running: dict[int, _Running] = {}
         results: dict[int, BaseException | None] = {}
+        finishing: list[threading.Thread] = []
+
+        def finish(number: int, job: _Running) -> None:
+            results[number] = self._end_leg(job, None)
+
         try:
             while pending or running:
                 while pending and len(running) < max(1, concurrency):
@@ -139,7 +146,14 @@ class RunContext:
                     job.thread.join(0.05 / max(1, len(running)))
                     if not job.thread.is_alive():
                         del running[number]
-                        results[number] = self._end_leg(job, None)
+                        if pending or running:  # others are to run: finish this one beside them
+                            t = threading.Thread(target=finish, args=(number, job), name=f"finish-leg-{number}", daemon=True)
+                            t.start()
+                            finishing.append(t)
+                        else:
+                            finish(number, job)
+            for t in finishing:
+                t.join()
         except Interrupted as exc:
             self.echo(f"{exc.reason}: aborting migration leg{'s' if len(running) > 1 else ''} {', '.join(map(str, running))}")
             for job in running.values():
@@ -153,6 +167,8 @@ class RunContext:
                 self._end_leg(job, exc)
             for leg, _ in pending:  # never started
                 self.legs.remove(leg)
+            for t in finishing:
+                t.join()
             raise
         return results
 
@@ -202,7 +218,7 @@ class RunContext:
                 continue  # the job may just have ended; the final stats come from the backend
             self.emit_sample(leg, stats)
 
-    def _record_leg(self, leg: Leg) -> None:
+    def _record_leg(self, leg: Leg) -> None:  # the recorder is thread-safe: legs may finish in threads of their own
         self.recorder.add_leg(
             {
                 "leg": leg.number,

@@ -3,8 +3,10 @@ to the results database when the run finishes."""
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,8 +60,19 @@ def sample_from_stats(leg: int, ms: float, stats: dict, kind: str = "poll") -> d
     }
 
 
+def _locked(method):
+    """One thread at a time in the recorder: legs of an evacuation finish in threads of their own."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class RunRecorder:
-    """Records one run.  The spool file ``<results>.spool/<run_id>.json`` is
+    """Records one run (thread-safe).  The spool file ``<results>.spool/<run_id>.json`` is
     written at once (status ``running``) and rewritten atomically at every
     :meth:`flush`; :meth:`finish` writes the run to DuckDB, or leaves the spool
     for a later ingest when the database stays locked.
@@ -98,6 +111,7 @@ class RunRecorder:
         self._samples_changed = False  # a row on disk was replaced since
         self._finished: IngestResult | None = None
         self._pid_start = process_start(os.getpid())
+        self._lock = threading.RLock()
         self.flush()
 
     # -- building -----------------------------------------------------------
@@ -115,6 +129,7 @@ class RunRecorder:
             if self._run.get(key) is not None:
                 self._run[key] = redact_json(self._run[key])
 
+    @_locked
     def set_run(self, **cols) -> None:
         """Update ``runs`` columns (``domain={...}``, ``steady_state="observed"``, ...).
 
@@ -136,6 +151,7 @@ class RunRecorder:
         extra = self._run.get("extra")
         return dict(extra) if isinstance(extra, dict) else {}
 
+    @_locked
     def add_step(self, row: dict) -> None:
         """Add (or replace, by ``position``) a ``steps`` row."""
         self._check_open()
@@ -150,6 +166,7 @@ class RunRecorder:
             raise ValueError(f"steps.status must be one of {', '.join(STEP_STATUSES)}, not {row['status']!r}")
         self._steps[row["position"]] = {**self._steps.get(row["position"], {}), **row}
 
+    @_locked
     def add_leg(self, row: dict) -> None:
         """Add or update (merge, by ``leg``) a ``migrations`` row.
 
@@ -185,6 +202,7 @@ class RunRecorder:
             row["error"] = redact_text(row["error"])
         self._legs[row["leg"]] = {**self._legs.get(row["leg"], {}), **row}
 
+    @_locked
     def add_metric(self, name: str, value: float, unit: str | None = None, *, leg: int | None = None, plugin: str | None = None) -> None:
         """Record a plugin's own measurement (table ``metrics``): of leg ``leg``, or of the
         whole run (``leg`` None).  The same name for the same leg replaces the value."""
@@ -198,6 +216,7 @@ class RunRecorder:
         """How many ``samples`` rows leg ``leg`` has (after de-duplication)."""
         return sum(1 for key in self._samples if key[0] == leg)
 
+    @_locked
     def add_samples(self, rows: list[dict]) -> None:
         """Add ``samples`` rows (each with ``leg`` and ``ms``; ``kind`` defaults to ``poll``).
         A row with the same (leg, ms, kind) as an earlier one replaces it: the
@@ -225,6 +244,7 @@ class RunRecorder:
             "samples_count": len(self._samples),
         }
 
+    @_locked
     def flush(self) -> None:
         """Rewrite the spool file atomically (temp file, fsync, rename).  No-op after :meth:`finish`."""
         from ..errors import StoreError
@@ -240,6 +260,7 @@ class RunRecorder:
         except OSError as exc:
             raise StoreError(f"cannot write the run's spool file {self.path}: {exc}") from None
 
+    @_locked
     def finish(self, status: str, error: str | None = None, wait_s: float = 30.0, echo: Callable[[str], None] | None = None) -> IngestResult:
         """End the run: set status, error and ``ended_at``, flush, and write the
         run (then any other pending spooled runs) to the database, retrying up
