@@ -37,12 +37,12 @@ def query(db, sql):
 
 
 def wait_for_line(proc: subprocess.Popen, pattern: str, timeout: float = 120) -> list[str]:
-    """Lines of ``proc``'s stdout up to the first matching ``pattern``."""
+    """Lines of ``proc``'s progress display (stderr) up to the first matching ``pattern``."""
     lines: list[str] = []
     deadline = time.monotonic() + timeout
-    assert proc.stdout is not None
+    assert proc.stderr is not None
     while time.monotonic() < deadline:
-        line = proc.stdout.readline()
+        line = proc.stderr.readline()
         if not line:
             break
         lines.append(line)
@@ -67,9 +67,9 @@ def test_two_runs_at_once_take_turns_and_both_complete(lab, tmp_path):
     [(second_start,)] = query(tmp_path / "second.duckdb", "SELECT started_at FROM runs")
     # the second waited, said for whom (a run id the user finds in `runs`), and started after the first ended
     assert re.search(
-        rf"^waiting: qemu\+tcp://198\.18\.0\.1/system is reserved by run {first_run} of workflow 'zstack_default' \(pid \d+", second.stdout, re.M
-    ), second.stdout
-    assert "the hosts are free: starting" in second.stdout
+        rf"^waiting: qemu\+tcp://198\.18\.0\.1/system is reserved by run {first_run} of workflow 'zstack_default' \(pid \d+", second.stderr, re.M
+    ), second.stderr
+    assert "the hosts are free: starting" in second.stderr
     assert second_start >= first_end
 
 
