@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -50,6 +51,7 @@ CASES = {
         'flags = ["postcopy"]\npostcopy_switch = { after_iterations = 2 }',
     ),
     "zerocopy": (TINY, "", 'flags = ["parallel", "zerocopy"]'),
+    "offline": (TINY, "", ""),
     "zstd-level": (
         TINY,
         '[[steps]]\nuse = "set-capabilities"\ncapabilities = { multifd = true }\nparameters = { multifd-zstd-level = 3 }',
@@ -60,16 +62,17 @@ CASES = {
 
 def _workflow(name: str) -> str:
     domain, before, migrate = CASES[name]
+    offline = name == "offline"  # the definition only, one way
     return f"""name = "{name}"
 repetitions = 1
-round_trip = true
+round_trip = {"false" if offline else "true"}
 {domain}
 [[steps]]
 use = "prepare-domain"
 {before}
 [[steps]]
 use = "migrate"
-mode = "p2p"
+mode = "{"offline" if offline else "p2p"}"
 {migrate}
 timeout = {{ seconds = 120, action = "abort" }}
 
@@ -107,9 +110,12 @@ def legs(db, columns: str) -> list[tuple]:
         return con.execute(f"SELECT {columns} FROM migrations ORDER BY leg").fetchall()
 
 
-def lab_domains() -> list:
+def left_behind(db) -> list:
+    """Domains of the runs in ``db`` still on a lab host (other runs may share the lab meanwhile)."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        runs = [r for (r,) in con.execute("SELECT run_id FROM runs").fetchall()]
     st = json.loads(subprocess.run([sys.executable, "-m", "migflow", "lab", "status", "--json"], check=True, capture_output=True, text=True).stdout)
-    return [d for h in st["hosts"] for d in h["domains"]]
+    return [d for h in st["hosts"] for d in h["domains"] if any(r in d["name"] for r in runs)]
 
 
 FLAGS = {"copy-all": {"copy-storage-all"}, "copy-inc-sync": {"copy-storage-inc", "copy-storage-synchronous-writes"}}
@@ -144,7 +150,11 @@ def test_the_linux_guest_and_its_disk_move_both_ways(ran, name):
         assert downtime * 0.8 <= pause < 5000, (downtime, pause)
         # what the migration cost both QEMU processes, vCPU threads included
         assert 0 < src_vcpu <= src_cpu and 0 < dst_vcpu <= dst_cpu, (src_cpu, src_vcpu, dst_cpu, dst_vcpu)
-    assert lab_domains() == []  # restore removed the guest (and libvirt the disks with it)
+    assert left_behind(db) == []  # restore removed the guest ...
+    with duckdb.connect(str(db), read_only=True) as con:
+        (result,) = con.execute("SELECT result FROM steps WHERE step = 'prepare-domain'").fetchone()
+    uuid = json.loads(result)["uuid"]
+    assert not list(Path("/var/lib/migflow-lab").glob(f"*/lib/images/migflow-{uuid}.qcow2"))  # ... and its disk on both hosts
 
 
 def test_dname_renames_the_guest_on_the_destination(ran):
@@ -160,7 +170,20 @@ def test_destination_and_persistent_definitions_are_edited(ran):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     arrived = [json.loads(a) for (a,) in legs(db, "extra->'$.arrived'")]
     assert [(a["title"], a["persistent"]) for a in arrived] == [("moved by migflow", True)] * 2
-    assert lab_domains() == []  # a guest made persistent by the migration is still removed
+    assert left_behind(db) == []  # a guest made persistent by the migration is still removed
+
+
+def test_offline_copies_the_definition_and_leaves_the_guest_running(ran):
+    db, proc = ran("offline")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [(status, flags, arrived, total, source_stats)] = legs(db, "status, flags, extra->'$.arrived', total_time, stats_source")
+    assert status == "completed" and {"offline", "persistent"} <= set(flags) and "live" not in flags
+    assert (json.loads(arrived)["persistent"], json.loads(arrived)["active"]) == (True, False)  # defined, shut off, on the destination
+    assert total is None and source_stats is None  # no memory moved: no statistics, none made up
+    with duckdb.connect(str(db), read_only=True) as con:
+        (result,) = con.execute("SELECT result FROM steps WHERE step = 'restore'").fetchone()
+    assert json.loads(result)["found"] == {"source": "running", "destination": "shutoff"}
+    assert left_behind(db) == []
 
 
 def test_postcopy_switch_after_a_set_number_of_iterations(ran):
@@ -213,4 +236,4 @@ def test_features_this_machine_may_lack_work_or_fail_saying_why(ran, name, can, 
     expected = ("completed", 0) if can else ("failed", 1)
     assert (status, proc.returncode) == expected, proc.stdout + proc.stderr
     assert can or words in error, error
-    assert lab_domains() == []
+    assert left_behind(db) == []

@@ -51,6 +51,12 @@ MODES = (
         ("live", "peer2peer", "undefinesource", "persistent"),
         description="ZStack's default (`--live --p2p --undefinesource --persistent`)",
     ),
+    ModeSpec(
+        "offline",
+        "libvirt",
+        ("offline", "persistent"),
+        description="the definition only, no memory (`--offline --persistent`): the guest stays where it runs",
+    ),
 )
 
 
@@ -92,6 +98,13 @@ def migflow_validate_scenario(workflow, scenario, plugins):
         for applies, key, message in rules():
             if applies(flags, use.options):
                 issues.append((f"steps[{use.index}].{key}", message))
+        if "offline" in flags and workflow.round_trip:
+            issues.append(
+                (
+                    "round_trip",
+                    "an offline migration copies the definition and leaves the guest running on the source: there is no way back; set round_trip = false",
+                )
+            )
     for use in scenario.steps:
         if use.name != "set-capabilities":
             continue

@@ -146,6 +146,8 @@ def final_stats(job: dict | None, qemu: dict | None) -> dict | None:
 
 def _record_watch(leg, watch: QemuWatch, returned: float | None) -> None:
     """What the QEMU watch saw, into the leg's measurements."""
+    if "offline" in leg.flags:
+        return  # no QEMU migration: nothing to watch, no statistics (stats_source stays NULL)
     leg.extra["stats_source"] = "qemu" if watch.final is not None else "libvirt"
     if watch.final is None and watch.final_error:
         leg.extra["qemu_final_missed"] = watch.final_error
@@ -624,7 +626,8 @@ class LibvirtBackend(Backend):
                 timer.cancel()
         leg.stop_clock()
         returned = leg.started_mono + (leg.wall_ms or 0.0) / 1000.0
-        d["host"] = "destination" if leg.destination == self.destination_uri else "source"
+        if "offline" not in leg.flags:  # an offline leg copies the definition: the guest runs on where it was
+            d["host"] = "destination" if leg.destination == self.destination_uri else "source"
         leg.extra["arrived"] = self._arrived(dconn, d["uuid"])
         if "timeout_action" in state:
             leg.extra["timeout_action"] = state["timeout_action"]
