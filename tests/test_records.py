@@ -621,3 +621,22 @@ def test_samples_live_beside_the_spool_and_a_missing_file_keeps_the_spool(tmp_pa
     result = rec.finish("completed")
     assert not result.ingested and "is missing" in result.message
     assert rec.path.exists()
+
+
+def test_an_older_migflows_samples_file_is_ingested_with_nulls_for_newer_columns(tmp_path):
+    """A spool written before the samples table grew columns (src/dst_qemu_cpu_ms) still ingests."""
+    results = tmp_path / "results.duckdb"
+    rec, _ = record_run(results, finish=False)
+    rec.flush()
+    path = samples_path(rec.path)
+    rows = list(csv.reader(path.read_text().splitlines()))
+    old = [c for c in rows[0] if not c.endswith("_qemu_cpu_ms")]
+    keep = [rows[0].index(c) for c in old]
+    assert len(old) < len(rows[0])  # the file really is narrower
+    path.write_text("\n".join(",".join(r[i] for i in keep) for r in rows) + "\n")
+    result = rec.finish("completed")
+    assert result.ingested, result.message
+    with duckdb.connect(str(results), read_only=True) as con:
+        n, cpu, transferred = con.execute("SELECT count(*), count(src_qemu_cpu_ms), count(transferred) FROM samples").fetchone()
+    col = rows[0].index("transferred")
+    assert (n, cpu) == (len(rows) - 1, 0) and transferred == sum(1 for r in rows[1:] if r[col] != "")

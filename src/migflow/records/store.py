@@ -7,6 +7,7 @@ retry until their time budget is spent and otherwise leave the spool in place.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -192,17 +193,27 @@ def _samples_from_files(con, paths: list[Path]) -> int:
     DuckDB's CSV reader does the parsing: binding millions of Python values as
     query parameters runs at about 100,000 samples/s, several times slower.
     """
-    files = [str(samples_path(p)) for p in paths if samples_path(p).exists()]
+    files = [samples_path(p) for p in paths if samples_path(p).exists()]
     if not files:
         return 0
-    spec = TABLES["samples"]
-    names = ", ".join(c for c, _, _ in spec)
-    types = ", ".join(f"'{c}': '{t}'" for c, t, _ in spec)
-    sql = (
-        f"INSERT INTO samples ({names}) SELECT {names} FROM read_csv(?, header = true, auto_detect = false, "
-        f"columns = {{{types}}}, nullstr = '', quote = '\"', escape = '\"')"
-    )
-    return con.execute(sql, [files]).fetchone()[0]
+    spec = {c: t for c, t, _ in TABLES["samples"]}
+    # files of one header at once; an older migflow's files lack the newer columns (NULL then)
+    by_header: dict[tuple[str, ...], list[str]] = {}
+    for f in files:
+        with open(f, newline="") as fh:
+            header = tuple(next(csv.reader(fh), []))
+        by_header.setdefault(header, []).append(str(f))
+    count = 0
+    for header, group in by_header.items():
+        known = [c for c in header if c in spec]
+        types = ", ".join(f"'{c}': '{spec[c] if c in spec else 'VARCHAR'}'" for c in header)
+        names = ", ".join(known)
+        sql = (
+            f"INSERT INTO samples ({names}) SELECT {names} FROM read_csv(?, header = true, auto_detect = false, "
+            f"columns = {{{types}}}, nullstr = '', quote = '\"', escape = '\"')"
+        )
+        count += con.execute(sql, [group]).fetchone()[0]
+    return count
 
 
 def _write_runs(con, batch: list[tuple[Path, dict]], check_count: bool = True) -> None:
