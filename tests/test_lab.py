@@ -323,6 +323,58 @@ def test_shape_link_step_records_link(lab):
         hosts.shape(**before)
 
 
+SHAPING_WORKFLOW = """
+name = "shaped"
+repetitions = 1
+[domain.create]
+memory_mib = 128
+[domain.create.workload]
+working_set_mib = 8
+dirty_rate_mibs = 4
+[[steps]]
+use = "prepare-domain"
+[[steps]]
+use = "shape-link"
+rate = "200mbit"
+[[steps]]
+use = "migrate"
+mode = "{mode}"
+[[steps]]
+use = "collect-qmp"
+[[steps]]
+use = "restore"
+"""
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("mode, status", [("p2p", "completed"), ("unmanaged-direct", "failed")])
+def test_a_workflow_that_shapes_the_link_leaves_it_as_it_was(lab, tmp_path, mode, status):
+    """The legs and the run record the shaping in force; afterwards, also after a failed run, the link is back."""
+    import duckdb
+
+    before = hosts.status()["link"]
+    (tmp_path / "w.toml").write_text(SHAPING_WORKFLOW.format(mode=mode))
+    proc = subprocess.run(
+        [sys.executable, "-m", "migflow", "run", str(tmp_path / "w.toml"), "--results", str(tmp_path / "r.duckdb")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    try:
+        assert proc.returncode == (0 if status == "completed" else 1), proc.stdout + proc.stderr
+        after = json.loads(subprocess.run([sys.executable, "-m", "migflow", "lab", "status", "--json"], check=True, capture_output=True, text=True).stdout)
+        assert after["link"] == before, (before, after["link"])
+        with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as con:
+            [(run_status, env)] = con.execute("SELECT status, environment FROM runs").fetchall()
+            [(leg_link,)] = con.execute("SELECT link FROM migrations").fetchall()
+        assert run_status == status
+        assert json.loads(env)["link"]["rate"] == "200mbit" and json.loads(env)["accel"] == lab["accel"]
+        assert json.loads(leg_link)["rate"] == "200mbit"
+    finally:
+        hosts.shape(**before)
+
+
 @pytest.mark.lab
 def test_delay_shaping_or_clear_error(lab):
     """netem may be missing from the kernel: then shaping a delay must say so clearly."""
