@@ -33,12 +33,13 @@ def _act(fault: str, ctx, leg) -> None:
         conn.close()
     elif fault == "kill-dst-libvirtd":
         os.kill(hosts.libvirtd_pid("mflab-b"), signal.SIGKILL)
-    elif fault == "kill-dst-qemu":
-        for pid in hosts.qemu_pids("mflab-b"):
-            os.kill(pid, signal.SIGKILL)
-    elif fault == "kill-src-qemu":
-        for pid in hosts.qemu_pids("mflab-a"):
-            os.kill(pid, signal.SIGKILL)
+    elif fault in ("kill-dst-qemu", "kill-src-qemu"):
+        # only this run's guest: the lab may host other runs' guests meanwhile
+        from migflow_lab.qemucpu import qemu_pids_of
+
+        pids = qemu_pids_of(ctx.state["domain"]["uuid"])  # oldest first: the source, then the incoming destination
+        assert len(pids) == 2, pids
+        os.kill(pids[-1] if fault == "kill-dst-qemu" else pids[0], signal.SIGKILL)
     elif fault == "cut-link":
         subprocess.run(["ip", "link", "set", "mflab-b-br", "down"], check=True)
     elif fault == "kill-self":

@@ -208,9 +208,8 @@ def test_example_runs(scratch, example):
 
 def test_the_seed_summary_query_of_seed_comparison_runs(scratch):
     """workflows/seed_comparison.toml points at docs/sql/seed_summary.sql: it runs and shows every mode."""
-    sql = (ROOT / "docs" / "sql" / "seed_summary.sql").read_text()
     proc = subprocess.run(
-        [sys.executable, "-m", "migflow", "query", "--results", "seed.duckdb", "--format", "json", sql],
+        [sys.executable, "-m", "migflow", "query", "--results", "seed.duckdb", "--format", "json", "--file", str(ROOT / "docs" / "sql" / "seed_summary.sql")],
         check=False,
         capture_output=True,
         text=True,

@@ -297,7 +297,7 @@ def test_shaping_rate_limits_throughput(lab):
     assert 25 <= low <= 60, f"50mbit link measured {low:.1f} Mbit/s"
     assert 100 <= high <= 230, f"200mbit link measured {high:.1f} Mbit/s"
     assert high > 2 * low
-    qd = subprocess.run(["tc", "-n", A.name, "qdisc", "show", "dev", f"{A['name']}-in"], check=False, capture_output=True, text=True).stdout
+    qd = subprocess.run(["tc", "-n", A.name, "qdisc", "show", "dev", f"{A.name}-in"], check=False, capture_output=True, text=True).stdout
     assert ("tbf" in qd) == bool(before.get("rate"))
 
 

@@ -36,7 +36,7 @@ def query(db, sql):
         return con.execute(sql).fetchall()
 
 
-def wait_for_line(proc: subprocess.Popen, pattern: str, timeout: float = 120) -> list[str]:
+def wait_for_line(proc: subprocess.Popen, pattern: str, timeout: float = 600) -> list[str]:
     """Lines of ``proc``'s progress display (stderr) up to the first matching ``pattern``."""
     lines: list[str] = []
     deadline = time.monotonic() + timeout

@@ -1,5 +1,5 @@
 -- The seed write-up's comparison table, per mode and direction:
---   migflow query --results seed.duckdb "$(cat docs/sql/seed_summary.sql)"
+--   migflow query --results seed.duckdb --file docs/sql/seed_summary.sql
 -- Medians of the completed legs; total_time and downtime are QEMU's own figures,
 -- job_time_elapsed libvirt's job clock, wall_ms what `time virsh migrate` shows.
 SELECT mode,

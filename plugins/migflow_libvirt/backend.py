@@ -619,6 +619,7 @@ class LibvirtBackend(Backend):
             _record_watch(leg, watch, None)
             message = _msg(exc)
             if state.get("timeout_action"):
+                leg.extra["timeout_action"] = state["timeout_action"]  # the failed leg says which action fired too
                 message = f"timed out after {(timeout or {}).get('seconds', 0):g} s ({state['timeout_action']}): {message}"
             raise StepError(message, hint=migrate_hint(message)) from None
         finally:

@@ -130,10 +130,12 @@ def compare(scenario_a: str, scenario_b: str, metric: str, workflow: str | None,
 
     \b
     Examples:
-      migflow compare --workflow seed_comparison --metric total_time \\
+      migflow compare --results seed.duckdb --workflow seed_comparison --metric total_time \\
           "mode=p2p,xbzrle=false" "mode=managed-direct,xbzrle=false"
-      migflow compare mode=zstack,xbzrle=false mode=zstack,xbzrle=true -m ram_transferred
-      migflow compare mode=p2p mode=p2p-tunnelled -m downtime --leg 1 --json
+      migflow compare --results seed.duckdb mode=zstack,xbzrle=false mode=zstack,xbzrle=true -m ram_transferred
+      migflow compare --results seed.duckdb mode=p2p,xbzrle=false mode=p2p-tunnelled,xbzrle=false -m downtime --leg 1 --json
+
+    (seed.duckdb: the results of `migflow run workflows/seed_comparison.toml --results seed.duckdb`.)
 
     Exit status 0 whatever the verdict; 2 for an unknown workflow, scenario or metric.
     """

@@ -151,10 +151,11 @@ def pending_note(results: str) -> None:
 
 
 @click.command("query", context_settings={"max_content_width": 100})
-@click.argument("sql")
+@click.argument("sql", required=False)
+@click.option("--file", "-f", "sql_file", type=click.File("r", encoding="utf-8"), help="Read the SQL from this file (one that starts with `--` comments, say).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True, help="Output format.")
 @results_option
-def query(sql: str, fmt: str, results: str) -> None:
+def query(sql: str | None, sql_file, fmt: str, results: str) -> None:
     """Run read-only SQL on the results database and print the result.
 
     The tables are runs, steps, migrations (one row per leg, one column per
@@ -177,14 +178,21 @@ def query(sql: str, fmt: str, results: str) -> None:
                      WHERE run_id = 'RUN' AND leg = 1 ORDER BY ms" --format csv > leg1.csv
       migflow query "SELECT run_id, scenario, error FROM runs WHERE status <> 'completed'" --format json
       migflow query "SELECT run_id, stats->>'$.ram.transferred' FROM migrations"
+      migflow query --results seed.duckdb --file docs/sql/seed_summary.sql
 
     The file can also be opened with the DuckDB CLI (pip install duckdb-cli):
     `duckdb -readonly results.duckdb`; migflow keeps new runs in a spool
     while such a session holds the file, and writes them once it closes.
     """
+    from ..errors import UsageError
     from ..records import check_read_only_sql, open_readonly, run_sql
     from ..records.queries import restrict
 
+    if (sql is None) == (sql_file is None):
+        raise UsageError("give the SQL either as the argument or with --file, not both" if sql else "no SQL: give it as the argument or with --file FILE")
+    if sql_file is not None:
+        sql = sql_file.read()
+    assert sql is not None
     check_read_only_sql(sql)  # before opening: a refused statement never touches the file
     con = open_readonly(results)
     try:

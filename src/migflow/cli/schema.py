@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -41,6 +42,7 @@ def schema(ctx: click.Context, output: str | None, core: bool) -> None:
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if output:
         try:
+            os.makedirs(os.path.dirname(output) or ".", exist_ok=True)  # .migflow/ on first use
             with open(output, "w", encoding="utf-8") as f:
                 f.write(text)
         except OSError as exc:
