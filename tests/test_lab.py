@@ -474,6 +474,7 @@ def test_zz_down_leaves_nothing(lab):
     assert not any(alive(e) for e in state["pids"]), "a process the lab started is still alive"
     assert not _mount_lines_mentioning((str(hosts.LAB_ROOT), "/run/netns/mflab")), "leftover mounts"
     assert not hosts.STATE_FILE.exists()
+    assert not hosts.LAB_ROOT.exists(), list(hosts.LAB_ROOT.rglob("*"))[:10]  # the hosts' folders, disks and the TLS CA too
     assert not system.marked_pids(MARKER)
     again: list[str] = []
     hosts.down(echo=again.append)
