@@ -156,7 +156,7 @@ def test_status_shape_and_daemons_reachable(lab):
         assert h["running"] is True and isinstance(h["libvirtd_pid"], int)
         assert h["libvirtd_pid"] == hosts.libvirtd_pid(h["name"])
         assert isinstance(h["domains"], list)
-        conn = libvirt.open(h["uri"])
+        conn = libvirt.open(h.uri)
         try:
             caps = ET.fromstring(conn.getCapabilities())
             uuids.add(str(uuid.UUID(caps.findtext("host/uuid"))))
@@ -187,7 +187,7 @@ def test_domain(lab):
     dom = conn_a.createXML(_domain_xml(name, serial), 0)
     yield name, dom, serial
     for h in (A, B):
-        conn = libvirt.open(h["uri"])
+        conn = libvirt.open(h.uri)
         try:
             d = conn.lookupByName(name)
             d.destroy()
