@@ -172,6 +172,9 @@ def test_a_users_domain_survives_the_fault_where_it_was(tmp_path, healthy_after,
     db, proc = run(tmp_path, workflow(tmp_path, existing=name), fault)
     assert fired(tmp_path) and proc.returncode == 1, proc.stdout + proc.stderr
     assert query(db, "SELECT status FROM migrations") == [("failed",)]
+    from migflow_lab import api as lab_api
+
+    lab_api.ensure_up(lambda _m: None)  # a killed destination libvirtd comes back with the lab
     src, dst = (libvirt.open(u) for u in ("qemu+tcp://198.18.0.1/system", "qemu+tcp://198.18.0.2/system"))
     deadline = time.monotonic() + 60
     while True:  # libvirt tears an aborted incoming domain down asynchronously
