@@ -111,6 +111,32 @@ def _teardown(state: dict | None, echo: Echo) -> None:
         pass
 
 
+def _repair(state: dict, echo: Echo) -> bool:
+    """Restart the daemons that died in a lab that is otherwise whole (namespaces, bridges,
+    certificates in place); True when the lab is healthy again.  The guests keep running: a
+    restarted libvirtd finds its QEMU processes again, so a crashed daemon costs no one's domain."""
+    whole = (
+        state.get("hosts")
+        and link_exists(BRIDGE)
+        and link_exists(VM_BRIDGE)
+        and all(h.name in netns_list() for h in HOSTS)
+        and (LAB_ROOT / "pki" / "ca-cert.pem").exists()
+    )
+    if not whole:
+        return False
+    for h in HOSTS:
+        entry = state["hosts"].get(h.name, {}).get("libvirtd")
+        if alive(entry) and port_open(h.address, LIBVIRTD_PORT):
+            continue
+        echo(f"lab: libvirtd of {h.name} is gone; starting it again (its guests keep running)")
+        try:
+            start_daemon(h, state, echo)
+        except HostError as exc:
+            echo(f"lab: {exc.message}")
+            return False
+    return _healthy(state)
+
+
 def up(rate=None, delay_ms=None, jitter_ms=None, loss_pct=None, echo: Echo | None = print) -> dict:
     """Bring the lab up (idempotent) and return :func:`status`.
 
@@ -130,6 +156,10 @@ def _up(rate, delay_ms, jitter_ms, loss_pct, echo: Echo) -> dict:
     state = read_state()
     if _healthy(state):
         echo("lab: already up")
+        if link is not None:
+            shape(**link)
+        return status()
+    if state and _repair(state, echo):
         if link is not None:
             shape(**link)
         return status()
