@@ -18,6 +18,11 @@ The session files (``mutation/<group>.sqlite``) are not committed.  Usage::
     scripts/mutation stats restore      # some groups
     scripts/mutation --report           # scores of the last run, no new run
     scripts/mutation --survivors stats  # ... and the surviving mutants, with their diffs
+    scripts/mutation --rerun-survivors  # run the last session's survivors again (after new tests)
+
+``--rerun-survivors`` is for the work on tests: a mutant the tests killed stays
+killed when tests are only added, but not when the code under test changed;
+the scores to publish come from a full run.
 
 The whole run is niced (19) and runs one mutant at a time (cosmic-ray's local
 distributor): other work on the machine keeps its timing.
@@ -29,6 +34,7 @@ import argparse
 import ast
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -106,12 +112,19 @@ def _cosmic_ray(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "cosmic_ray.cli", *args], check=True, cwd=ROOT)
 
 
-def run_group(group: str) -> None:
+def run_group(group: str, survivors_only: bool = False) -> None:
     config, session = HERE / f"{group}.toml", HERE / f"{group}.sqlite"
     print(f"== {group}: baseline (the tests must pass unmutated)", flush=True)
     _cosmic_ray("baseline", str(config))
-    _cosmic_ray("init", "--force", str(config), str(session))
-    _filter(group, session)
+    if survivors_only:
+        if not session.exists():
+            raise SystemExit(f"{session.relative_to(ROOT)} does not exist: run scripts/mutation {group} first")
+        with sqlite3.connect(session) as db:  # cosmic-ray's session schema: a result per job
+            n = db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'").rowcount
+        print(f"== {group}: {n} survivors again", flush=True)
+    else:
+        _cosmic_ray("init", "--force", str(config), str(session))
+        _filter(group, session)
     print(f"== {group}: mutants", flush=True)
     _cosmic_ray("exec", str(config), str(session))
 
@@ -158,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("groups", nargs="*", help=f"groups to run (default: all of {', '.join(groups)})")
     parser.add_argument("--report", action="store_true", help="print the scores of the last run only")
     parser.add_argument("--survivors", action="store_true", help="also list the surviving mutants")
+    parser.add_argument("--rerun-survivors", action="store_true", help="run only the last session's surviving mutants again")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.groups) - set(groups))
     if unknown:
@@ -171,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             modules = [ROOT / p for p in _config(group)["module-path"]]
             before = {p: p.read_bytes() for p in modules}
             try:
-                run_group(group)
+                run_group(group, args.rerun_survivors)
             finally:  # an interrupted run must not leave a mutant in the source
                 for p, text in before.items():
                     if p.read_bytes() != text:
