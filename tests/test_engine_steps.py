@@ -179,7 +179,7 @@ def test_a_failure_skips_the_rest_but_always_run_steps_and_the_first_failure_is_
 def test_a_completed_run_records_results_and_durations(tmp_path):
     [summary], rows, runs, _ = run(tmp_path, [("nap", {"seconds": 0.15}), ("note", {"returns": 42}), ("note", {"returns": None}), ("spooled", {"position": 3})])
     assert summary.status == "completed" and summary.error is None and runs == [("completed", None)]
-    assert 150 <= rows[0][3] < 1500, rows[0]  # ms
+    assert 150 <= rows[0][3] < 5000, rows[0]  # ms (the exact arithmetic: test_a_steps_duration_is_the_engines_clock_in_ms)
     assert [json.loads(r[5]) if r[5] else None for r in rows[1:]] == [{"value": 42}, None, {"spooled": ["running"]}]
 
 

@@ -303,6 +303,7 @@ def test_load_only_the_named_entry_points(installed):
 
 
 def test_disable_entry_points_and_builtins_by_name(installed):
+    installed.setenv("MIGFLOW_LOAD_PLUGINS", "good,broken")  # not any other plugin this machine has installed
     installed.setenv("MIGFLOW_DISABLE_PLUGINS", "broken,qemu")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
