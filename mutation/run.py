@@ -18,11 +18,13 @@ The session files (``mutation/<group>.sqlite``) are not committed.  Usage::
     scripts/mutation stats restore      # some groups
     scripts/mutation --report           # scores of the last run, no new run
     scripts/mutation --survivors stats  # ... and the surviving mutants, with their diffs
-    scripts/mutation --rerun-survivors  # run the last session's survivors again (after new tests)
+    scripts/mutation --rerun-survivors  # go on with the last session: its survivors again, and what was not run
 
 ``--rerun-survivors`` is for the work on tests: a mutant the tests killed stays
-killed when tests are only added, but not when the code under test changed;
-the scores to publish come from a full run.
+killed when tests are only added, but not when the code under test changed.
+It applies the configuration's filter again (a newly excluded operator's
+results are dropped) and runs every mutant without a result, so it also
+finishes an interrupted session.
 
 The whole run is niced (19) and runs one mutant at a time (cosmic-ray's local
 distributor): other work on the machine keeps its timing.
@@ -100,7 +102,7 @@ def _filter(group: str, session: Path) -> None:
     cfg, shapes = _config(group), {}
     by_reason: dict[str, list[str]] = {}
     with use_db(str(session), WorkDB.Mode.open) as db:
-        for item in db.pending_work_items:
+        for item in db.work_items:  # a result of an operator excluded since is replaced too
             why = _why_skipped(item.mutations[0], cfg, shapes)
             if why is not None:
                 by_reason.setdefault(why, []).append(item.job_id)
@@ -124,7 +126,7 @@ def run_group(group: str, survivors_only: bool = False) -> None:
         print(f"== {group}: {n} survivors again", flush=True)
     else:
         _cosmic_ray("init", "--force", str(config), str(session))
-        _filter(group, session)
+    _filter(group, session)
     print(f"== {group}: mutants", flush=True)
     _cosmic_ray("exec", str(config), str(session))
 
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("groups", nargs="*", help=f"groups to run (default: all of {', '.join(groups)})")
     parser.add_argument("--report", action="store_true", help="print the scores of the last run only")
     parser.add_argument("--survivors", action="store_true", help="also list the surviving mutants")
-    parser.add_argument("--rerun-survivors", action="store_true", help="run only the last session's surviving mutants again")
+    parser.add_argument("--rerun-survivors", action="store_true", help="go on with the last session: its survivors again, and what was not run")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.groups) - set(groups))
     if unknown:

@@ -42,6 +42,7 @@ def test_abandon_marks_the_run_and_what_was_still_running():
             {"position": 0, "status": "completed"},
             {"position": 1, "status": "running"},
             {"position": 2, "status": "running", "error": "own"},
+            {"position": 3, "status": "skipped"},
         ],
     }
     abandon(data, "migflow process 7 ended while the run was in progress", "t9")
@@ -55,6 +56,7 @@ def test_abandon_marks_the_run_and_what_was_still_running():
         {"position": 0, "status": "completed"},
         {"position": 1, "status": "abandoned", "error": "migflow process 7 ended while the run was in progress"},
         {"position": 2, "status": "abandoned", "error": "own"},
+        {"position": 3, "status": "skipped"},
     ]
 
 

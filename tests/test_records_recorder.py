@@ -79,6 +79,7 @@ def test_a_new_run_is_spooled_at_once_as_running_with_its_process(tmp_path):
     )
     assert run["source_uri"] == "qemu+ssh://root:***@h/system" and "pw" not in run["error"]
     assert data["format"] == "migflow-spool/1" and data["pid_start"] is not None and data["samples_file"] is None and data["samples_count"] == 0
+    assert not samples_path(rec.path).exists(), "no samples, no samples file"
     assert (data["steps"], data["migrations"], data["metrics"]) == ([], [], [])
 
 
@@ -87,6 +88,8 @@ def test_a_new_run_needs_an_id_and_starts_running(tmp_path):
         RunRecorder(tmp_path / "r.duckdb", {"run_id": ""})
     with pytest.raises(ValueError, match=exactly("RunRecorder: a new run has status 'running', not 'completed'")):
         RunRecorder(tmp_path / "r.duckdb", {"run_id": "x", "status": "completed"})
+    with pytest.raises(ValueError, match=exactly("RunRecorder: a new run has status 'running', not 'waiting'")):
+        RunRecorder(tmp_path / "r.duckdb", {"run_id": "x", "status": "waiting"})
 
 
 def test_set_run_merges_json_objects_and_replaces_the_rest(tmp_path):
@@ -100,8 +103,9 @@ def test_set_run_merges_json_objects_and_replaces_the_rest(tmp_path):
     assert rec.run_extra() == {"a": 3, "b": 2, "uri": "qemu+ssh://root:***@h/system"}
     rec.run_extra()["a"] = 99
     assert rec.run_extra()["a"] == 3, "a copy"
-    with pytest.raises(ValueError, match=exactly("set_run: run_id cannot change")):
-        rec.set_run(run_id="y")
+    for other in ("y", "a"):
+        with pytest.raises(ValueError, match=exactly("set_run: run_id cannot change")):
+            rec.set_run(run_id=other)
     rec.set_run(extra=None)
     assert rec.run_extra() == {}
 

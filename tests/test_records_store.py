@@ -96,7 +96,7 @@ def clock(monkeypatch):
     c = Clock()
     monkeypatch.setattr(store.time, "monotonic", c.monotonic)
     monkeypatch.setattr(store.time, "sleep", c.sleep)
-    monkeypatch.setattr(store.random, "uniform", lambda a, b: 1.0)
+    monkeypatch.setattr(store.random, "uniform", lambda a, b: 1.25)  # the jitter, fixed
     return c
 
 
@@ -121,19 +121,19 @@ def test_a_writer_retries_with_growing_pauses_until_its_budget_is_spent(clock, m
     waits = []
     with pytest.raises(DatabaseLocked) as err:
         store._connect("r.duckdb", read_only=False, wait_s=1.0, on_wait=waits.append)
-    assert clock.sleeps == [0.05, 0.1, 0.2, 0.4, 0.25], "doubling pauses, the last one up to the deadline"
+    assert clock.sleeps == [0.0625, 0.125, 0.25, 0.5, 0.0625], "doubling pauses with their jitter, the last one up to the deadline"
     assert tries == [False] * 6 and err.value.pid == 77 and err.value.detail == LOCKED
     assert len(waits) == 1 and waits[0].pid == 77, "said once"
     clock.sleeps.clear()
     with pytest.raises(DatabaseLocked):
         store._connect("r.duckdb", read_only=True, wait_s=2.0)
-    assert clock.sleeps[:6] == [0.05, 0.1, 0.2, 0.4, 0.5, 0.5], "at most half a second apart"
+    assert clock.sleeps == [0.0625, 0.125, 0.25, 0.5, 0.625, 0.4375], "the pause stops growing at half a second (before its jitter)"
 
 
 def test_a_writer_gets_the_file_when_it_is_released(clock, monkeypatch):
     tries = _connect_failing(monkeypatch, LOCKED, succeed_after=2)
     assert store._connect("r.duckdb", read_only=True, wait_s=5.0) == "connection"
-    assert tries == [True, True, True] and clock.sleeps == [0.05, 0.1]
+    assert tries == [True, True, True] and clock.sleeps == [0.0625, 0.125]
 
 
 def test_no_budget_means_one_try(clock, monkeypatch):
@@ -274,8 +274,9 @@ def test_an_unreadable_spool_is_reported_and_kept(tmp_path):
     spool(results, "a")
     broken = spool_path(results, "b")
     broken.write_text("{")
+    spool(results, "c")
     summary = ingest_spools(results)
-    assert summary.ingested == ["a"] and summary.pending == ["b"] and list(summary.errors) == ["b"] and broken.exists()
+    assert summary.ingested == ["a", "c"] and summary.pending == ["b"] and list(summary.errors) == ["b"] and broken.exists()
     assert pending_runs(results) == [{"run_id": "b", "status": None, "pid": None, "in_progress": False}]
     assert ingest_pending(results) == (0, 1)
 
@@ -371,3 +372,124 @@ def test_a_run_without_extra_gets_one(tmp_path):
     ingest_spools(results)
     set_run_extra(results, "a", {"recovered": True})
     assert query(results, "SELECT extra->>'$.recovered' FROM runs") == [("true",)]
+
+
+def test_a_run_duckdb_cannot_read_is_reported_in_one_line(tmp_path):
+    results = tmp_path / "r.duckdb"
+    path = spool(results, "c", samples=1)
+    samples_path(path).write_text("run_id,leg\nc,not-a-number\n")
+    summary = ingest_spools(results)
+    assert summary.pending == ["c"] and "CSV Error on Line: 2" in summary.errors["c"] and "\n" not in summary.errors["c"]
+
+
+def test_a_batch_is_written_only_when_its_samples_files_match_their_counts(tmp_path):
+    results = tmp_path / "r.duckdb"
+    with_samples = spool(results, "s", samples=2)
+    write_samples(with_samples, [c for c, _, _ in TABLES["samples"]], [{"run_id": "s", "leg": 1, "ms": ms, "kind": "poll"} for ms in (0.0, 1.0)])
+    batch = [(p, json.loads(p.read_text())) for p in (spool(results, "a"), with_samples)]
+    con = connect_writer(results, 1)
+    try:
+        store._write_runs(con, [(p, json.loads(p.read_text())) for p in (spool(results, "x"), spool(results, "y"))])  # no samples files at all
+        store._write_runs(con, batch)
+        assert con.execute("SELECT count(*) FROM runs").fetchone() == (4,) and con.execute("SELECT count(*) FROM samples").fetchone() == (2,)
+        batch[1][1]["samples_count"] = 3  # the samples file is not the one the JSON counted
+        with pytest.raises(StoreError, match="spool files changed while being ingested"):
+            store._write_runs(con, batch)
+        assert con.execute("SELECT count(*) FROM samples").fetchone() == (2,), "rolled back"
+    finally:
+        con.close()
+
+
+def test_pending_runs_lists_every_spool_whatever_its_neighbours(tmp_path, monkeypatch):
+    results = tmp_path / "r.duckdb"
+    spool_path(results, "a").parent.mkdir(parents=True)
+    spool_path(results, "a").write_text("{")
+    spool(results, "b")
+    spool(results, "c")
+    assert pending_runs(results) == [
+        {"run_id": "a", "status": None, "pid": None, "in_progress": False},
+        {"run_id": "b", "status": "completed", "pid": None, "in_progress": False},
+        {"run_id": "c", "status": "completed", "pid": None, "in_progress": False},
+    ]
+    real = store.read_spool
+
+    def gone_meanwhile(path):  # ingested by another process between the listing and the read
+        if path.stem == "b":
+            raise FileNotFoundError(path)
+        return real(path)
+
+    monkeypatch.setattr(store, "read_spool", gone_meanwhile)
+    assert [r["run_id"] for r in pending_runs(results)] == ["a", "c"]
+
+
+def test_reading_never_writes(tmp_path):
+    """Two readers at once (a writer would be refused beside the first), and a file that is not migflow's stays as it is."""
+    results = tmp_path / "r.duckdb"
+    spool(results, "a")
+    ingest_spools(results)
+    first = open_readonly(results, wait_s=0.1)
+    try:
+        second = open_readonly(results, wait_s=0.1)
+        second.close()
+    finally:
+        first.close()
+    foreign = tmp_path / "foreign.duckdb"
+    with duckdb.connect(str(foreign)) as con:
+        con.execute("CREATE TABLE x (a INTEGER)")
+    open_readonly(foreign).close()
+    assert query(foreign, "SELECT table_name FROM duckdb_tables()") == [("x",)], "no migflow table was added"
+
+
+def test_a_spool_ingested_meanwhile_by_another_process_is_skipped(tmp_path, monkeypatch):
+    results = tmp_path / "r.duckdb"
+    for run_id in ("a", "b", "c"):
+        spool(results, run_id)
+    real = store.read_spool
+
+    def gone_meanwhile(path):
+        if path.stem == "a":
+            raise FileNotFoundError(path)
+        return real(path)
+
+    monkeypatch.setattr(store, "read_spool", gone_meanwhile)
+    summary = ingest_spools(results)
+    assert summary.ingested == ["b", "c"] and summary.pending == [] and summary.errors == {}
+
+
+def test_the_summary_counts_in_words():
+    assert IngestSummary(ingested=["a", "b"], in_progress=["c", "d"]).message("r.duckdb") == "2 runs written to r.duckdb; 2 runs still in progress"
+    assert IngestSummary(in_progress=["c"]).message("r.duckdb") == "0 runs written to r.duckdb; 1 run still in progress"
+
+
+def test_a_lone_run_takes_its_samples_file_as_it_is(tmp_path):
+    """A crash between the two renames leaves a samples file newer than the JSON's count: the rows on disk go in."""
+    results = tmp_path / "r.duckdb"
+    path = spool(results, "a", samples=1)
+    write_samples(path, [c for c, _, _ in TABLES["samples"]], [{"run_id": "a", "leg": 1, "ms": ms, "kind": "poll"} for ms in (0.0, 1.0)])
+    assert ingest_spools(results).ingested == ["a"]
+    assert query(results, "SELECT count(*) FROM samples") == [(2,)]
+
+
+class FailingCon:
+    """A connection whose INSERT into steps fails, and whose ROLLBACK fails too."""
+
+    def __init__(self, con):
+        self.con = con
+
+    def execute(self, sql, *args):
+        if sql == "ROLLBACK":
+            raise duckdb.TransactionException("cannot rollback: no transaction is active")
+        if sql.startswith("INSERT INTO steps"):
+            raise duckdb.IOException("disk full")
+        return self.con.execute(sql, *args)
+
+
+def test_the_first_error_is_the_one_raised_even_if_the_rollback_fails(tmp_path):
+    results = tmp_path / "r.duckdb"
+    path = spool(results, "a")
+    con = connect_writer(results, 1)
+    try:
+        with pytest.raises(duckdb.IOException, match="disk full"):
+            store._write_runs(FailingCon(con), [(path, json.loads(path.read_text()))])
+    finally:
+        con.close()
