@@ -77,3 +77,9 @@ def test_a_filesystem_refusing_to_fsync_a_directory_is_fine(tmp_path, monkeypatc
     path = spool_path(tmp_path / "r.duckdb", "run-1")
     write_spool(path, {"format": SPOOL_FORMAT})
     assert read_spool(path) == {"format": SPOOL_FORMAT}
+
+
+def test_a_spool_beside_results_in_a_directory_not_made_yet(tmp_path):
+    path = spool_path(tmp_path / "new" / "deeper" / "r.duckdb", "run-1")
+    write_spool(path, {"format": SPOOL_FORMAT})
+    assert read_spool(path) == {"format": SPOOL_FORMAT}

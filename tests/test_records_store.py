@@ -493,3 +493,27 @@ def test_the_first_error_is_the_one_raised_even_if_the_rollback_fails(tmp_path):
             store._write_runs(FailingCon(con), [(path, json.loads(path.read_text()))])
     finally:
         con.close()
+
+
+def test_a_reader_gets_a_read_only_connection_also_right_after_a_migration(tmp_path):
+    results = tmp_path / "r.duckdb"
+    _version_1_file(results)
+    con = open_readonly(results)
+    try:
+        with pytest.raises(duckdb.Error, match="read-only"):
+            con.execute("CREATE TABLE t (a INTEGER)")
+    finally:
+        con.close()
+
+
+def test_a_file_of_a_newer_migflow_can_still_be_read(tmp_path):
+    results = tmp_path / "r.duckdb"
+    spool(results, "a")
+    ingest_spools(results)
+    with duckdb.connect(str(results)) as con:
+        con.execute("INSERT INTO schema_version VALUES (99, now(), 'future')")
+    con = open_readonly(results, wait_s=0.1)
+    try:
+        assert con.execute("SELECT run_id FROM runs").fetchall() == [("a",)]
+    finally:
+        con.close()
