@@ -7,6 +7,9 @@ was found, in which state, and what restore must do.  The lab tests
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 from migflow_libvirt.restore import FirstMove, Seen, first_move, fixups
 
@@ -20,25 +23,27 @@ NAMED = {"name": "vm", "uuid": "u", "created": False, "state": "running", "persi
 NAMED_TRANSIENT = {**NAMED, "persistent": False}
 
 
-@pytest.mark.parametrize(
-    ("original", "where", "expected"),
-    [
-        # a created guest is removed wherever it is: both hosts after an aborted incoming migration
-        (CREATED, {"source": RUNNING, "destination": PAUSED}, FirstMove("remove", ("source", "destination"))),
-        (CREATED, {"source": None, "destination": RUNNING}, FirstMove("remove", ("destination",))),
-        (CREATED, {"source": None, "destination": None}, FirstMove("lost", message="the created domain 'g' (u) was found on neither host")),
-        # the source QEMU was killed: a named domain on neither host is lost, never a success
-        (NAMED, {"source": None, "destination": None}, FirstMove("lost", message="domain 'vm' (u) runs on neither host: it was lost")),
-        # p2p orchestrator killed: the migration finished on the destination -> back
-        (NAMED, {"source": None, "destination": RUNNING_P}, FirstMove("migrate-back")),
-        (NAMED, {"source": SHUTOFF_P, "destination": RUNNING_P}, FirstMove("migrate-back")),  # persistent: inactive definition left on the source
-        # paused on the destination (a suspend timeout that then completed): resume, then back
-        (NAMED, {"source": None, "destination": PAUSED}, FirstMove("migrate-back", resume_first=True)),
-        # an aborted migration: still on the source, the destination has only a stale definition
-        (NAMED, {"source": RUNNING_P, "destination": SHUTOFF_P}, FirstMove("none")),
-        (NAMED, {"source": RUNNING_P, "destination": None}, FirstMove("none")),
-    ],
-)
+FIRST_MOVES = [
+    # a created guest is removed wherever it is: both hosts after an aborted incoming migration
+    (CREATED, {"source": RUNNING, "destination": PAUSED}, FirstMove("remove", ("source", "destination"))),
+    (CREATED, {"source": None, "destination": RUNNING}, FirstMove("remove", ("destination",))),
+    (CREATED, {"source": None, "destination": None}, FirstMove("lost", message="the created domain 'g' (u) was found on neither host")),
+    # the source QEMU was killed: a named domain on neither host is lost, never a success
+    (NAMED, {"source": None, "destination": None}, FirstMove("lost", message="domain 'vm' (u) runs on neither host: it was lost")),
+    # p2p orchestrator killed: the migration finished on the destination -> back
+    (NAMED, {"source": None, "destination": RUNNING_P}, FirstMove("migrate-back")),
+    (NAMED, {"source": SHUTOFF_P, "destination": RUNNING_P}, FirstMove("migrate-back")),  # persistent: inactive definition left on the source
+    # paused on the destination (a suspend timeout that then completed): resume, then back
+    (NAMED, {"source": None, "destination": PAUSED}, FirstMove("migrate-back", resume_first=True)),
+    # an aborted migration: still on the source, the destination has only a stale definition
+    (NAMED, {"source": RUNNING_P, "destination": SHUTOFF_P}, FirstMove("none")),
+    (NAMED, {"source": RUNNING_P, "destination": None}, FirstMove("none")),
+    # running but blocked on I/O there: migrated back as it is, nothing to resume
+    (NAMED, {"source": None, "destination": Seen("blocked", True, True)}, FirstMove("migrate-back")),
+]
+
+
+@pytest.mark.parametrize(("original", "where", "expected"), FIRST_MOVES)
 def test_first_move(original, where, expected):
     assert first_move(original, where) == expected
 
@@ -47,29 +52,36 @@ def test_keep_created_treats_a_created_guest_like_a_named_one():
     assert first_move(CREATED, {"source": None, "destination": RUNNING}, keep_created=True) == FirstMove("migrate-back")
 
 
-@pytest.mark.parametrize(
-    ("original", "source", "destination", "migrated", "changed", "expected"),
-    [
-        # Ctrl-C of a managed-direct client during switchover leaves the source paused: resume it
-        (NAMED, Seen("paused", True, True), None, False, False, ["resume"]),
-        # found paused and left paused by the run (suspend timeout ... then aborted): paused again only if it was
-        ({**NAMED, "state": "paused"}, RUNNING_P, None, True, False, ["suspend"]),
-        # a domain that was shut off is shut off again after the run started it
-        ({**NAMED, "state": "shutoff"}, RUNNING_P, None, True, False, ["shut-off"]),
-        # zstack mode (undefinesource) took its definition away on the way there, and back again
-        (NAMED, RUNNING, None, True, False, ["define"]),
-        # a transient domain got a definition from --persistent: transient again
-        (NAMED_TRANSIENT, RUNNING_P, None, True, False, ["make-transient"]),
-        # no leg completed: the source QEMU still has the changed settings
-        (NAMED, RUNNING_P, None, False, True, ["restore-settings"]),
-        (NAMED, RUNNING_P, None, True, True, []),  # a new QEMU after a round trip: nothing to restore
-        # the destination keeps an inactive definition after a failed persistent migration
-        (NAMED, RUNNING_P, SHUTOFF_P, False, False, ["undefine-destination"]),
-        (NAMED, RUNNING_P, RUNNING_P, False, False, []),  # an active domain there is not a stale definition
-        # already as found: nothing to do
-        (NAMED, RUNNING_P, None, True, False, []),
-    ],
-)
+FIXUPS = [
+    # Ctrl-C of a managed-direct client during switchover leaves the source paused: resume it
+    (NAMED, Seen("paused", True, True), None, False, False, ["resume"]),
+    # found paused and left paused by the run (suspend timeout ... then aborted): paused again only if it was
+    ({**NAMED, "state": "paused"}, RUNNING_P, None, True, False, ["suspend"]),
+    # a domain that was shut off is shut off again after the run started it
+    ({**NAMED, "state": "shutoff"}, RUNNING_P, None, True, False, ["shut-off"]),
+    # zstack mode (undefinesource) took its definition away on the way there, and back again
+    (NAMED, RUNNING, None, True, False, ["define"]),
+    # a transient domain got a definition from --persistent: transient again
+    (NAMED_TRANSIENT, RUNNING_P, None, True, False, ["make-transient"]),
+    # no leg completed: the source QEMU still has the changed settings
+    (NAMED, RUNNING_P, None, False, True, ["restore-settings"]),
+    (NAMED, RUNNING_P, None, True, True, []),  # a new QEMU after a round trip: nothing to restore
+    # the destination keeps an inactive definition after a failed persistent migration
+    (NAMED, RUNNING_P, SHUTOFF_P, False, False, ["undefine-destination"]),
+    (NAMED, RUNNING_P, RUNNING_P, False, False, []),  # an active domain there is not a stale definition
+    # already as found: nothing to do
+    (NAMED, RUNNING_P, None, True, False, []),
+    # only the exact states count: a blocked domain is not paused, nor an "unknown" one shut off
+    (NAMED, Seen("blocked", True, True), None, True, False, []),
+    ({**NAMED, "state": "paused"}, Seen("paused", True, True), None, True, False, []),
+    ({**NAMED, "state": "paused"}, SHUTOFF_P, None, True, False, []),
+    ({**NAMED, "state": "blocked"}, RUNNING_P, None, True, False, []),
+    ({**NAMED, "state": "unknown"}, RUNNING_P, None, True, False, []),
+    ({**NAMED, "state": "shutoff"}, Seen("paused", True, True), None, True, False, ["shut-off"]),
+]
+
+
+@pytest.mark.parametrize(("original", "source", "destination", "migrated", "changed", "expected"), FIXUPS)
 def test_fixups(original, source, destination, migrated, changed, expected):
     assert fixups(original, source, destination, any_leg_completed=migrated, settings_changed=changed) == expected
 
@@ -84,3 +96,29 @@ def test_a_named_domain_is_never_removed():
             for original in (NAMED, NAMED_TRANSIENT, {**NAMED, "state": "paused"}):
                 actions = fixups(original, src, dst, any_leg_completed=False, settings_changed=True)
                 assert "shut-off" not in actions  # only a domain that was shut off is shut off again
+
+
+def _fresh(value):
+    """``value`` through JSON: new string objects, as a record read back by ``migflow recover`` has."""
+    return json.loads(json.dumps(value))
+
+
+def _fresh_seen(seen):
+    return None if seen is None else Seen(_fresh(seen.state), seen.active, seen.persistent)
+
+
+def test_decisions_compare_states_by_value_not_by_identity():
+    """The source's literals and libvirt's names are the same interned objects: a record read from JSON is not."""
+    for original, where, expected in FIRST_MOVES:
+        assert first_move(_fresh(original), {role: _fresh_seen(s) for role, s in where.items()}) == expected
+    for original, source, destination, migrated, changed, expected in FIXUPS:
+        got = fixups(_fresh(original), _fresh_seen(source), _fresh_seen(destination), any_leg_completed=migrated, settings_changed=changed)
+        assert got == expected, (original, source, destination)
+
+
+def test_decisions_are_immutable_data():
+    move = first_move(NAMED, {"source": None, "destination": PAUSED})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        move.action = "none"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PAUSED.state = "running"
