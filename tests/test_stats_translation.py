@@ -1,7 +1,7 @@
 """libvirt job statistics -> QMP shape, and libvirt's own clock (plugins/migflow_libvirt/stats.py).
 
-The dictionaries are in tests/data/libvirt_jobstats/ (see its README: hand-written
-from libvirt 9.0's documented keys until lab captures join them).  Every field
+The dictionaries are in tests/data/libvirt_jobstats/ (see its README: captured
+from migrations on the lab, ``lab_*.json``, and hand-written ones for the rest).  Every field
 of ``to_qmp`` and ``job_clock`` is pinned: a wrong name, unit or value here
 would put a wrong number in a QMP-named column.
 """
