@@ -217,7 +217,7 @@ def test_a_plugins_metric_is_a_row_and_a_statistic(tmp_path):
     )
     summaries = Engine(plugins, wf, HOSTS, str(db), echo=lambda s: None).run()
     assert [s.status for s in summaries] == ["completed", "completed"]
-    assert rows(db, "SELECT leg, name, value, unit, plugin FROM metrics ORDER BY run_id, leg, name")[:3] == [
+    assert rows(db, "SELECT leg, name, value, unit, plugin FROM metrics WHERE plugin = 'probe' ORDER BY run_id, leg, name")[:3] == [
         (0, "probe.legs", 2.0, "legs", "probe"),
         (1, "probe.leg_number_x10", 10.0, "units", "probe"),
         (2, "probe.leg_number_x10", 20.0, "units", "probe"),

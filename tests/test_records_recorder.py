@@ -60,6 +60,8 @@ def test_a_sample_from_qmp_statistics():
         "iteration": 7,
         "throttle": 20,
         "expected_downtime": 300,
+        "src_qemu_cpu_ms": None,
+        "dst_qemu_cpu_ms": None,
     }
     assert sample_from_stats(1, 0.0, {"status": "setup"})["kind"] == "poll"
     assert sample_from_stats(1, 0.0, {"status": "setup", "ram": None})["transferred"] is None

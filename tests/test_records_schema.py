@@ -14,7 +14,7 @@ def test_ddl_with_and_without_a_primary_key():
         "CREATE TABLE IF NOT EXISTS schema_version (\n    version INTEGER,\n    applied_at TIMESTAMPTZ,\n    migflow_version VARCHAR,\n    PRIMARY KEY (version)\n)"
     )
     assert ddl("steps").endswith("    result JSON,\n    PRIMARY KEY (run_id, position)\n)")
-    assert ddl("samples").endswith("    expected_downtime BIGINT\n)"), "the big table has no index"
+    assert ddl("samples").endswith("    dst_qemu_cpu_ms DOUBLE\n)"), "the big table has no index"
     assert columns("metrics") == ["run_id", "leg", "name", "value", "unit", "plugin"]
     assert column_types("metrics") == {"run_id": "VARCHAR", "leg": "INTEGER", "name": "VARCHAR", "value": "DOUBLE", "unit": "VARCHAR", "plugin": "VARCHAR"}
 

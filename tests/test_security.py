@@ -61,7 +61,7 @@ def plugins():
 def _dump(db) -> str:
     with duckdb.connect(str(db), read_only=True) as con:
         tables = [t for (t,) in con.execute("SHOW TABLES").fetchall()]
-        return json.dumps({t: con.execute(f"SELECT * FROM {t}").fetchall() for t in tables}, default=str)
+        return json.dumps({t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() for t in tables}, default=str)
 
 
 def test_secrets_in_uris_are_redacted_in_every_table_and_in_the_progress_lines(plugins, tmp_path):
