@@ -70,6 +70,149 @@ def median_ratio_ci(ratios: list[float]):
     return bootstrap(statistics.median, [ratios])
 
 
+def geomean(xs) -> float:
+    import math
+
+    xs = list(xs)
+    return math.exp(statistics.fmean(math.log(x) for x in xs))
+
+
+def spread(xs, fmt: str = "{:.1f}") -> str:
+    """``median M (quartiles Q1-Q3, range LO-HI, n N)``, the way every figure is stated here."""
+    xs = sorted(xs)
+    q1, med, q3 = quartiles(xs)
+    f = fmt.format
+    return f"median {f(med)} (quartiles {f(q1)}-{f(q3)}, range {f(xs[0])}-{f(xs[-1])}, n {len(xs)})"
+
+
+def histogram(xs, width: float, unit: str = "ms", scale: float = 1.0, digits: int = 0, indent: str = "    ") -> list[str]:
+    """Text histogram of ``xs * scale`` in bins of ``width`` (empty bins between kept: they show a gap)."""
+    vals = sorted(x * scale for x in xs)
+    first = int(vals[0] // width)
+    lines = []
+    k = first
+    while k * width <= vals[-1]:
+        b = k * width
+        n = sum(1 for v in vals if b <= v < b + width)
+        label = f"{b:.{digits}f}-{b + width:.{digits}f}"
+        lines.append(f"{indent}{label:>13s} {unit:2s} {'#' * n}{'' if n else '.'}")
+        k += 1
+    return lines
+
+
+def modes(xs) -> dict:
+    """Is a sample two-humped?  The widest gap between neighbouring sorted values splits it in two;
+    it counts as two modes when each side has at least 3 values and the gap is wider than twice
+    the larger interquartile range of the two sides (and than a tenth of the median).  Also Sarle's
+    bimodality coefficient (> 0.555 hints at two modes; sensitive to outliers, so only a second opinion)."""
+    vals = sorted(xs)
+    n = len(vals)
+    out: dict = {"n": n, "bimodal": False}
+    if n < 6:
+        return out
+    gaps = [(vals[i + 1] - vals[i], i) for i in range(n - 1)]
+    gap, i = max(gaps)
+    low, high = vals[: i + 1], vals[i + 1 :]
+    iqr = max((quartiles(g)[2] - quartiles(g)[0]) if len(g) > 1 else 0.0 for g in (low, high))
+    mean = statistics.fmean(vals)
+    sd = statistics.pstdev(vals)
+    if sd > 0 and n > 3:
+        g1 = sum((v - mean) ** 3 for v in vals) / n / sd**3 * (n * (n - 1)) ** 0.5 / (n - 2)
+        m4 = sum((v - mean) ** 4 for v in vals) / n / sd**4
+        g2 = ((n + 1) * (m4 - 3) + 6) * (n - 1) / ((n - 2) * (n - 3))  # sample excess kurtosis
+        out["bc"] = (g1**2 + 1) / (g2 + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3)))
+    out.update(
+        gap=gap,
+        split=(low[-1], high[0]),
+        low=(len(low), statistics.median(low)),
+        high=(len(high), statistics.median(high)),
+        side_iqr=iqr,
+        bimodal=len(low) >= 3 and len(high) >= 3 and gap > 2 * iqr and gap > 0.1 * statistics.median(vals),
+    )
+    return out
+
+
+def describe_modes(name: str, xs, scale: float = 1000.0, unit: str = "ms") -> str:
+    m = modes(xs)
+    if "gap" not in m:
+        return f"  {name}: too few values to tell modes apart"
+    bc = f"; bimodality coefficient {m['bc']:.2f}" if "bc" in m else ""
+    lo, hi = m["low"], m["high"]
+    if m["bimodal"]:
+        verdict = (
+            f"TWO MODES: {lo[0]} around {lo[1] * scale:.0f} {unit}, {hi[0]} around {hi[1] * scale:.0f} {unit}, "
+            f"empty gap {m['gap'] * scale:.0f} {unit} ({m['split'][0] * scale:.0f}-{m['split'][1] * scale:.0f})"
+        )
+    else:
+        verdict = (
+            f"one mode: widest gap {m['gap'] * scale:.0f} {unit} ({m['split'][0] * scale:.0f}-{m['split'][1] * scale:.0f}, "
+            f"{lo[0]} below / {hi[0]} above), not wider than twice the spread of its sides ({m['side_iqr'] * scale:.0f} {unit})"
+        )
+    return f"  {name}: {verdict}{bc}"
+
+
+@contextlib.contextmanager
+def hold_hosts(why: str, libvirt: bool = True, qemu: bool = True, poll_s: float = 1.0):
+    """Reserve both lab hosts the way ``migflow run`` does, waiting while another run holds them.
+
+    ``libvirt``: the libvirt backend's reservation (an ephemeral secret on each
+    host: what every ``migflow run`` of a libvirt workflow takes; leave it to the
+    run itself when the benchmark runs ``migflow run`` inside the hold).
+    ``qemu``: the QEMU backend's (a locked file per host address): it does not
+    see the libvirt one, so a QEMU-backend run could migrate on the lab's link
+    beside a libvirt run; holding both keeps both kinds of run away.
+    """
+    from migflow.reservation import Holder, HostBusy
+
+    holder = Holder.me(f"bench-{os.getpid()}", why)
+    held: list = []
+    said = False
+    try:
+        for kind in [k for k, on in (("qemu", qemu), ("libvirt", libvirt)) if on]:
+            while True:
+                try:
+                    held.append(_reserve(kind, holder))
+                    break
+                except HostBusy as exc:
+                    if not said:
+                        log(f"  (waiting: {exc.message})")
+                        said = True
+                    time.sleep(poll_s)
+        yield
+    finally:
+        for r in reversed(held):
+            r.release()
+
+
+def _reserve(kind: str, holder):
+    if kind == "qemu":
+        from migflow_qemu.reservation import reserve as reserve_files
+
+        return reserve_files({SRC: "198.18.0.1", DST: "198.18.0.2"}, holder)
+    import libvirt
+    from migflow_libvirt.reservation import reserve as reserve_secrets
+
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    conns = {uri: libvirt.open(uri) for uri in (SRC, DST)}
+    try:
+        r = reserve_secrets(conns, holder)
+    except BaseException:
+        for c in conns.values():
+            c.close()
+        raise
+    release = r.release
+
+    def release_and_close():
+        try:
+            release()
+        finally:
+            for c in conns.values():
+                c.close()
+
+    r.release = release_and_close  # type: ignore[method-assign]
+    return r
+
+
 def run_timed(argv, **kw) -> tuple[float, subprocess.CompletedProcess]:
     """Process wall time (like ``time CMD``) in seconds, and the completed process."""
     t0 = time.perf_counter()
