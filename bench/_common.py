@@ -327,6 +327,72 @@ class BenchDomain:
                 conn.close()
 
 
+#: (event, detail) of libvirt's lifecycle events during a migration -> name
+LIFECYCLE = {(2, 1): "dst_started", (3, 1): "src_suspended", (4, 1): "dst_resumed", (5, 3): "src_stopped"}
+
+
+class LifecycleClock:
+    """Passive observer of both lab hosts' domain lifecycle events, stamped on this process's clock.
+
+    It subscribes like any libvirt client (no QEMU monitor access), so it changes
+    nothing for whoever migrates, and it times every leg the same way whoever
+    drives it.  Events of a live p2p migration: destination ``started/migrated``
+    (the incoming QEMU runs: libvirt's begin and prepare are done), source
+    ``suspended/migrated`` (the guest is paused for the switchover), destination
+    ``resumed/migrated`` (the guest runs there), source ``stopped/migrated``
+    (the source QEMU is gone).  Create it before any other libvirt connection of
+    the process: it installs libvirt's default event loop.
+    """
+
+    def __init__(self, domain: str):
+        import threading
+
+        import libvirt
+
+        libvirt.virEventRegisterDefaultImpl()
+        self.domain = domain
+        self.events: list[tuple[float, str, int, int]] = []
+        self._stop = threading.Event()
+        self._loop = threading.Thread(target=self._run, name="lifecycle-events", daemon=True)
+        self._loop.start()
+        self.conns = []
+        for tag, uri in (("a", SRC), ("b", DST)):
+            c = libvirt.open(uri)
+            c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, tag)
+            self.conns.append(c)
+
+    def _run(self) -> None:
+        import libvirt
+
+        while not self._stop.is_set():
+            libvirt.virEventRunDefaultImpl()
+
+    def _on_event(self, _conn, dom, event, detail, host) -> None:
+        if dom.name() == self.domain:
+            self.events.append((time.time(), host, event, detail))
+
+    def phases(self, t0: float, t1: float, source: str = "a") -> dict | None:
+        """The leg that ran in [t0, t1] (time.time()) from ``source``: ms from t0 to each event, or None
+        when one is missing."""
+        seen: dict[str, float] = {}
+        for t, host, event, detail in list(self.events):
+            name = LIFECYCLE.get((event, detail))
+            if name and t0 <= t <= t1 + 1.0 and (host == source) == name.startswith("src") and name not in seen:
+                seen[name] = (t - t0) * 1000.0
+        if len(seen) < 4:
+            return None
+        seen["end"] = (t1 - t0) * 1000.0
+        return seen
+
+    def close(self) -> None:
+        for c in self.conns:
+            try:
+                c.close()
+            except Exception:
+                pass
+        self._stop.set()
+
+
 def migflow_workflow(path: str, domain: str, mode: str, interval_ms: float | None = 100, extra_steps: str = "") -> str:
     """A one-leg workflow on an existing domain (written to ``path``)."""
     collect = "" if interval_ms is None else f'\n[[steps]]\nuse = "collect-qmp"\ninterval_ms = {interval_ms}\n'

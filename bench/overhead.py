@@ -55,6 +55,7 @@ from _common import (
     LAB_LOCK,
     SRC,
     BenchDomain,
+    LifecycleClock,
     bootstrap,
     describe_modes,
     geomean,
@@ -101,6 +102,7 @@ def main() -> int:
 
     work = tempfile.mkdtemp(prefix="migflow-bench-overhead-")
     dom = BenchDomain(f"mfbench-overhead-{os.getpid()}")
+    clock = LifecycleClock(dom.name)  # first: it installs libvirt's event loop in this process
     wf = migflow_workflow(os.path.join(work, "bench.toml"), dom.name, "p2p")
     results = os.path.join(work, "results.duckdb")
     virsh = ["virsh", "-q", "-c", SRC, "migrate", "--live", "--p2p", dom.name, DST]
@@ -127,7 +129,9 @@ def main() -> int:
                                 time.sleep(args.settle)
                                 if who == "virsh":
                                     got["bare"], _ = run_timed(bare)
+                                    t0 = time.time()
                                     dt, proc = run_timed(virsh)
+                                    got["virsh_phases"] = clock.phases(t0, t0 + dt)
                                     if proc.returncode != 0:
                                         raise RuntimeError(f"virsh migrate failed: {proc.stderr.strip()}")
                                     got["virsh"] = dt
@@ -135,6 +139,8 @@ def main() -> int:
                             if who == "migflow":  # `migflow run` reserves the hosts itself
                                 row = migflow_leg(wf, results)
                                 got["migflow"] = row["wall_ms"] / 1000.0
+                                t0 = row["started_at"].timestamp()
+                                got["migflow_phases"] = clock.phases(t0, t0 + got["migflow"])
                                 got["row"] = row
                     done += 1
                     loads.append(os.getloadavg()[0])
@@ -158,6 +164,7 @@ def main() -> int:
                 dom.destroy()
                 lab_unshape()
 
+    clock.close()
     report(pairs, args.rate, loads)
     return 0
 
@@ -231,6 +238,30 @@ def report(pairs: list[dict], rate: str | None, loads: list[float]) -> None:
     qt = [r["wall_qemu_ms"] - r["total_time"] for r in rows if r.get("wall_qemu_ms") is not None and r.get("total_time") is not None]
     if qt:
         print(f"  check: wall_qemu_ms - QEMU total_time (event delivery to the client): {spread(qt, '{:.0f}')} ms")
+
+    steps = [
+        ("dst_started", "begin, prepare: the destination QEMU starts"),
+        ("src_suspended", "live copy until the guest is paused"),
+        ("dst_resumed", "switchover: the guest runs on the destination"),
+        ("src_stopped", "confirm: the source QEMU is gone"),
+        ("end", "until the call (the virsh process) returned"),
+    ]
+    ph = {who: [p[f"{who}_phases"] for p in pairs if p.get(f"{who}_phases")] for who in ("migflow", "virsh")}
+    if ph["migflow"] and ph["virsh"]:
+        print(
+            f"phase split from libvirt's lifecycle events, one passive observer for both contenders "
+            f"(medians, ms; {len(ph['migflow'])}/{len(ph['virsh'])} legs with all four events):"
+        )
+        print(f"  {'':34s} {'migflow':>8s} {'virsh':>8s} {'diff':>6s}")
+        prev = None
+        for key, what in steps:
+            vals = {}
+            for who in ("migflow", "virsh"):
+                vals[who] = statistics.median(x[key] - (x[prev] if prev else 0.0) for x in ph[who])
+            print(
+                f"  {('start' if prev is None else prev) + ' -> ' + key:34s} {vals['migflow']:8.0f} {vals['virsh']:8.0f} {vals['migflow'] - vals['virsh']:+6.0f}  {what}"
+            )
+            prev = key
 
     print("independent figures:")
     mj = [p["migflow"] * 1000 - p["row"]["job_time_elapsed"] for p in pairs if p["row"].get("job_time_elapsed") is not None]
