@@ -23,7 +23,7 @@ Ctrl-C), three questions:
    libvirt's ``job_downtime`` (source STOP event to destination resume) as
    the independent figure.
 3. **The experiment's own efficiency.**  ``workflows/seed_comparison.toml``
-   (``--seed-repetitions``, default 1) twice: prepare-domain as shipped (wait
+   (``--seed-repetitions``, default its own 2) twice: prepare-domain as shipped (wait
    for the guest's steady state) and with ``wait_steady = false``,
    ``warmup_s = --warmup-s``.  The share of the runs' time spent inside
    migrations (sum of ``wall_ms`` over the sum of the runs' durations), the
@@ -35,7 +35,7 @@ Both lab hosts are held for each workflow the way ``migflow run`` holds them
 (the engine takes the libvirt reservation; this script also takes the QEMU
 backend's, which does not see the libvirt one).  The CPUs stay shared.
 
-    python3 bench/fidelity.py                                   # 10 legs, then seed_comparison x1 twice
+    python3 bench/fidelity.py                                   # 10 legs, then seed_comparison (2 repetitions) twice
     python3 bench/fidelity.py --legs 2 --seed-repetitions 0     # quick: one round trip, no efficiency part
 """
 
@@ -310,7 +310,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--legs", type=int, default=10, help="p2p legs for parts 1 and 2 (there and back: rounded up to even)")
     ap.add_argument("--rate", default="1gbit")
-    ap.add_argument("--seed-repetitions", type=int, default=1, help="repetitions of seed_comparison per variant (0: skip part 3)")
+    ap.add_argument("--seed-repetitions", type=int, help="repetitions of seed_comparison per variant (default: its own, 2; 0: skip part 3)")
     ap.add_argument("--warmup-s", type=float, default=5.0, help="the fixed warm-up of the variant without the steady-state wait")
     ap.add_argument("--no-lock", action="store_true", help="the caller holds /tmp/migflow-lab-dev.lock")
     args = ap.parse_args()
@@ -318,7 +318,9 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="migflow-bench-fidelity-")
     probe = LinkProbe()
     loads = [os.getloadavg()[0]]
-    log(f"fidelity: {args.legs} legs on a {args.rate} link; seed_comparison x{args.seed_repetitions} twice; {machine_note()}; work in {work}")
+    log(
+        f"fidelity: {args.legs} legs on a {args.rate} link; seed_comparison x{args.seed_repetitions or 'its repetitions'} twice; {machine_note()}; work in {work}"
+    )
     fid_results = os.path.join(work, "fidelity.duckdb")
     eff: list[tuple[str, str, float]] = []
     interrupted = False
@@ -331,7 +333,7 @@ def main() -> int:
             log("  parts 1 and 2: p2p legs")
             _, _, interrupted = run_workflow(path, fid_results, probe)
             loads.append(os.getloadavg()[0])
-            if args.seed_repetitions > 0 and not interrupted:
+            if args.seed_repetitions != 0 and not interrupted:
                 for label, warmup in (("as shipped (wait for steady state)", None), (f"wait_steady = false, warmup_s = {args.warmup_s:g}", args.warmup_s)):
                     res = os.path.join(work, f"seed-{'steady' if warmup is None else 'warmup'}.duckdb")
                     wf = seed_variant(os.path.join(work, f"seed-{'steady' if warmup is None else 'warmup'}.toml"), warmup)
@@ -364,7 +366,8 @@ def main() -> int:
                 f"({min(ps) if ps else float('nan'):.2f}-{max(ps) if ps else float('nan'):.2f})"
             )
     if eff:
-        print(f"3. efficiency: workflows/seed_comparison.toml, {args.seed_repetitions} repetition(s) per scenario, run twice:")
+        reps = args.seed_repetitions or "its own 2"
+        print(f"3. efficiency: workflows/seed_comparison.toml, {reps} repetition(s) per scenario, run twice:")
         got = [efficiency(res, label, took) for label, res, took in eff]
     else:
         got = []
