@@ -236,6 +236,13 @@ def lab_ready(rate: str | None) -> None:
     hosts.shape(rate=rate)
 
 
+def lab_fingerprint() -> tuple:
+    """What must not change under a measurement: both daemons' PIDs (a rebuilt lab has new ones) and the link shaping."""
+    from migflow_lab import api as hosts
+
+    return tuple(hosts.libvirtd_pid(h) for h in hosts.HOSTS), tuple(sorted(hosts.link().items()))
+
+
 def lab_unshape() -> None:
     from migflow_lab import api as hosts
 
@@ -306,9 +313,9 @@ class BenchDomain:
             if proc.returncode != 0:
                 raise RuntimeError(f"could not move {self.name} back: {proc.stderr.strip()}")
         elif at is None:
-            log(f"{self.name} is gone: recreating it")
+            log(f"  {self.name} is not on the lab: creating it")
             self.create()
-            time.sleep(2)
+            time.sleep(3)  # boot, and let the guest dirty its working set once
 
     def destroy(self) -> None:
         import libvirt
@@ -383,6 +390,23 @@ class LifecycleClock:
             return None
         seen["end"] = (t1 - t0) * 1000.0
         return seen
+
+    def ensure(self) -> None:
+        """Reconnect to a host whose daemon went away (a rebuilt lab)."""
+        import libvirt
+
+        for i, (tag, uri) in enumerate((("a", SRC), ("b", DST))):
+            try:
+                if self.conns[i].isAlive():
+                    continue
+            except libvirt.libvirtError:
+                pass
+            try:
+                c = libvirt.open(uri)
+                c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, tag)
+                self.conns[i] = c
+            except libvirt.libvirtError as exc:
+                log(f"  lifecycle events of host {tag} lost: {exc}")
 
     def close(self) -> None:
         for c in self.conns:

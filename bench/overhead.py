@@ -61,6 +61,7 @@ from _common import (
     geomean,
     histogram,
     hold_hosts,
+    lab_fingerprint,
     lab_lock,
     lab_ready,
     lab_unshape,
@@ -97,6 +98,7 @@ def main() -> int:
     ap.add_argument("--per-hold", type=int, default=10, help="pairs per hold of the lab lock")
     ap.add_argument("--rate", help="shape the lab link (e.g. 1gbit); default unshaped")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds between measurements")
+    ap.add_argument("--max-failures", type=int, default=5, help="pairs that may fail (measured again) before giving up")
     ap.add_argument("--no-lock", action="store_true", help="the caller holds /tmp/migflow-lab-dev.lock")
     args = ap.parse_args()
 
@@ -110,38 +112,30 @@ def main() -> int:
     log(f"overhead: {args.pairs} pairs, link {args.rate or 'unshaped'}; {machine_note()}")
     loads = [os.getloadavg()[0]]
     pairs: list[dict] = []
+    failures = 0
     try:
         done = 0
         while done < args.pairs:
             with lab_lock(None if args.no_lock else LAB_LOCK):
                 lab_ready(args.rate)
-                if done == 0:
-                    with hold_hosts("bench/overhead.py"):
-                        dom.create()
-                        time.sleep(3)  # boot, and let the guest dirty its working set once
                 for _ in range(min(args.per_hold, args.pairs - done)):
                     order = ("migflow", "virsh") if done % 2 == 0 else ("virsh", "migflow")
-                    got: dict = {"order": order[0]}
-                    with hold_hosts("bench/overhead.py", libvirt=False):  # the QEMU backend's runs stay away for the pair
-                        for who in order:
-                            with hold_hosts("bench/overhead.py", qemu=False):
-                                dom.ensure_on_source()
-                                time.sleep(args.settle)
-                                if who == "virsh":
-                                    got["bare"], _ = run_timed(bare)
-                                    t0 = time.time()
-                                    dt, proc = run_timed(virsh)
-                                    got["virsh_phases"] = clock.phases(t0, t0 + dt)
-                                    if proc.returncode != 0:
-                                        raise RuntimeError(f"virsh migrate failed: {proc.stderr.strip()}")
-                                    got["virsh"] = dt
-                                    got["virsh_job"] = completed_job(dom.name)
-                            if who == "migflow":  # `migflow run` reserves the hosts itself
-                                row = migflow_leg(wf, results)
-                                got["migflow"] = row["wall_ms"] / 1000.0
-                                t0 = row["started_at"].timestamp()
-                                got["migflow_phases"] = clock.phases(t0, t0 + got["migflow"])
-                                got["row"] = row
+                    before = lab_fingerprint()
+                    try:
+                        got = measure_pair(order, dom, clock, wf, results, virsh, bare, args.settle)
+                    except RuntimeError as exc:
+                        failures += 1
+                        log(f"  pair {done + 1} failed, measured again ({failures} failed so far): {exc}")
+                        if failures > args.max_failures:
+                            raise
+                        clock.ensure()
+                        continue
+                    after = lab_fingerprint()
+                    if after != before:
+                        failures += 1
+                        log(f"  pair {done + 1} dropped, measured again: the lab changed under it ({before} -> {after})")
+                        clock.ensure()
+                        continue
                     done += 1
                     loads.append(os.getloadavg()[0])
                     pairs.append(got)
@@ -155,7 +149,6 @@ def main() -> int:
                     )
                 if done >= args.pairs:
                     with hold_hosts("bench/overhead.py", qemu=False):
-                        dom.ensure_on_source()
                         dom.destroy()
                     lab_unshape()
     finally:
@@ -165,8 +158,36 @@ def main() -> int:
                 lab_unshape()
 
     clock.close()
+    if failures:
+        print(f"({failures} pair(s) failed or were dropped and measured again; see the log on stderr)")
     report(pairs, args.rate, loads)
     return 0
+
+
+def measure_pair(order, dom, clock, wf, results, virsh, bare, settle) -> dict:
+    """Both contenders once, in ``order``, on the guest (created when missing); RuntimeError when a leg failed."""
+    got: dict = {"order": order[0]}
+    with hold_hosts("bench/overhead.py", libvirt=False):  # the QEMU backend's runs stay away for the pair
+        for who in order:
+            with hold_hosts("bench/overhead.py", qemu=False):
+                dom.ensure_on_source()  # (re)creates it when missing: give it time to boot and dirty its working set
+                time.sleep(settle)
+                if who == "virsh":
+                    got["bare"], _ = run_timed(bare)
+                    t0 = time.time()
+                    dt, proc = run_timed(virsh)
+                    got["virsh_phases"] = clock.phases(t0, t0 + dt)
+                    if proc.returncode != 0:
+                        raise RuntimeError(f"virsh migrate failed: {proc.stderr.strip()}")
+                    got["virsh"] = dt
+                    got["virsh_job"] = completed_job(dom.name)
+            if who == "migflow":  # `migflow run` reserves the hosts itself
+                row = migflow_leg(wf, results)
+                got["migflow"] = row["wall_ms"] / 1000.0
+                t0 = row["started_at"].timestamp()
+                got["migflow_phases"] = clock.phases(t0, t0 + got["migflow"])
+                got["row"] = row
+    return got
 
 
 def report(pairs: list[dict], rate: str | None, loads: list[float]) -> None:
