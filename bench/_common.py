@@ -152,32 +152,42 @@ def describe_modes(name: str, xs, scale: float = 1000.0, unit: str = "ms") -> st
 
 
 @contextlib.contextmanager
-def hold_hosts(why: str, libvirt: bool = True, qemu: bool = True, poll_s: float = 1.0):
+def hold_hosts(why: str, libvirt_: bool = True, qemu: bool = True, poll_s: float = 1.0, unreachable_s: float = 600.0):
     """Reserve both lab hosts the way ``migflow run`` does, waiting while another run holds them.
 
-    ``libvirt``: the libvirt backend's reservation (an ephemeral secret on each
+    ``libvirt_``: the libvirt backend's reservation (an ephemeral secret on each
     host: what every ``migflow run`` of a libvirt workflow takes; leave it to the
     run itself when the benchmark runs ``migflow run`` inside the hold).
     ``qemu``: the QEMU backend's (a locked file per host address): it does not
     see the libvirt one, so a QEMU-backend run could migrate on the lab's link
-    beside a libvirt run; holding both keeps both kinds of run away.
+    beside a libvirt run; holding both keeps both kinds of run away.  While a
+    lab daemon does not answer, wait (at most ``unreachable_s``).
     """
+    import libvirt
+
     from migflow.reservation import Holder, HostBusy
 
     holder = Holder.me(f"bench-{os.getpid()}", why)
     held: list = []
-    said = False
+    said: set = set()
+    deadline = time.monotonic() + unreachable_s
     try:
-        for kind in [k for k, on in (("qemu", qemu), ("libvirt", libvirt)) if on]:
+        for kind in [k for k, on in (("qemu", qemu), ("libvirt", libvirt_)) if on]:
             while True:
                 try:
                     held.append(_reserve(kind, holder))
                     break
                 except HostBusy as exc:
-                    if not said:
+                    if exc.message not in said:
                         log(f"  (waiting: {exc.message})")
-                        said = True
-                    time.sleep(poll_s)
+                        said.add(exc.message)
+                except libvirt.libvirtError as exc:  # a daemon restarting (someone's failure test, a rebuilt lab)
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the lab stayed unreachable for {unreachable_s:g} s: {exc}") from None
+                    if "unreachable" not in said:
+                        log(f"  (waiting: the lab is unreachable: {exc})")
+                        said.add("unreachable")
+                time.sleep(poll_s)
         yield
     finally:
         for r in reversed(held):

@@ -50,7 +50,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import LAB_LOCK, hold_hosts, lab_lock, lab_ready, lab_unshape, log, machine_note, quartiles, spread
+from _common import LAB_LOCK, hold_hosts, lab_fingerprint, lab_lock, lab_ready, lab_unshape, log, machine_note, quartiles, spread
 
 from migflow.hookspecs import hookimpl
 
@@ -122,7 +122,7 @@ class LinkProbe:
         s, d = f"/sys/class/net/{src.veths[0]}/statistics", f"/sys/class/net/{dst.veths[0]}/statistics"
         tcp = _snmp_tcp(hosts.libvirtd_pid(src))
         return {
-            "t": time.monotonic(),
+            "lab": lab_fingerprint(),  # a lab rebuilt meanwhile has new veths, with counters from 0
             "src_bytes": _read(f"{s}/rx_bytes"),  # the root end receives what the host sends
             "src_packets": _read(f"{s}/rx_packets"),
             "dst_bytes": _read(f"{d}/tx_bytes"),  # the root end sends what the host receives
@@ -145,7 +145,10 @@ class LinkProbe:
         e = self.legs.get((run_id, leg))
         if not e or not e.get("start") or not e.get("end"):
             return None
-        return {k: e["end"][k] - e["start"][k] for k in e["start"]}
+        if e["end"]["lab"] != e["start"]["lab"]:
+            log(f"  leg {run_id}/{leg}: the lab was rebuilt or reshaped during it, not counted")
+            return None
+        return {k: e["end"][k] - e["start"][k] for k in e["start"] if k != "lab"}
 
 
 def run_workflow(path: str, results: str, probe: LinkProbe, repetitions: int | None = None) -> tuple[list, float, bool]:
@@ -160,7 +163,7 @@ def run_workflow(path: str, results: str, probe: LinkProbe, repetitions: int | N
     plugins.hook.migflow_prepare_hosts(hosts=hosts, echo=log)
     engine = Engine(plugins, wf, hosts, wf.results, echo=lambda s: log(f"    {s}"))
     t0 = time.monotonic()
-    with hold_hosts(f"bench/fidelity.py {wf.name}", libvirt=False):  # the engine takes the libvirt reservation itself
+    with hold_hosts(f"bench/fidelity.py {wf.name}", libvirt_=False):  # the engine takes the libvirt reservation itself
         summaries = engine.run()
     return summaries, time.monotonic() - t0, bool(engine.interrupted)
 

@@ -98,7 +98,7 @@ def main() -> int:
     ap.add_argument("--per-hold", type=int, default=10, help="pairs per hold of the lab lock")
     ap.add_argument("--rate", help="shape the lab link (e.g. 1gbit); default unshaped")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds between measurements")
-    ap.add_argument("--max-failures", type=int, default=5, help="pairs that may fail (measured again) before giving up")
+    ap.add_argument("--max-failures", type=int, default=10, help="pairs that may fail (measured again) before giving up")
     ap.add_argument("--no-lock", action="store_true", help="the caller holds /tmp/migflow-lab-dev.lock")
     args = ap.parse_args()
 
@@ -166,8 +166,17 @@ def main() -> int:
 
 def measure_pair(order, dom, clock, wf, results, virsh, bare, settle) -> dict:
     """Both contenders once, in ``order``, on the guest (created when missing); RuntimeError when a leg failed."""
+    import libvirt
+
+    try:
+        return _measure_pair(order, dom, clock, wf, results, virsh, bare, settle)
+    except libvirt.libvirtError as exc:
+        raise RuntimeError(f"libvirt: {exc}") from None
+
+
+def _measure_pair(order, dom, clock, wf, results, virsh, bare, settle) -> dict:
     got: dict = {"order": order[0]}
-    with hold_hosts("bench/overhead.py", libvirt=False):  # the QEMU backend's runs stay away for the pair
+    with hold_hosts("bench/overhead.py", libvirt_=False):  # the QEMU backend's runs stay away for the pair
         for who in order:
             with hold_hosts("bench/overhead.py", qemu=False):
                 dom.ensure_on_source()  # (re)creates it when missing: give it time to boot and dirty its working set
