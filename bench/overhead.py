@@ -120,6 +120,7 @@ def main() -> int:
                 lab_ready(args.rate)
                 for _ in range(min(args.per_hold, args.pairs - done)):
                     order = ("migflow", "virsh") if done % 2 == 0 else ("virsh", "migflow")
+                    clock.ensure()  # reconnect after a lab rebuilt by someone else (keepalive closes the old connections)
                     before = lab_fingerprint()
                     try:
                         got = measure_pair(order, dom, clock, wf, results, virsh, bare, args.settle)
@@ -128,13 +129,11 @@ def main() -> int:
                         log(f"  pair {done + 1} failed, measured again ({failures} failed so far): {exc}")
                         if failures > args.max_failures:
                             raise
-                        clock.ensure()
                         continue
                     after = lab_fingerprint()
                     if after != before:
                         failures += 1
                         log(f"  pair {done + 1} dropped, measured again: the lab changed under it ({before} -> {after})")
-                        clock.ensure()
                         continue
                     done += 1
                     loads.append(os.getloadavg()[0])
@@ -304,6 +303,10 @@ def report(pairs: list[dict], rate: str | None, loads: list[float]) -> None:
     jv = [p["virsh_job"]["elapsed"] for p in pairs if "elapsed" in p["virsh_job"]]
     if jm and jv:
         print(f"  libvirt's job clock, migflow legs / virsh legs: {spread(jm, '{:.0f}')} / {spread(jv, '{:.0f}')} ms")
+    jp = [p["row"]["job_time_elapsed"] / p["virsh_job"]["elapsed"] for p in pairs if p["row"].get("job_time_elapsed") and p["virsh_job"].get("elapsed")]
+    if len(jp) > 1:
+        ci = bootstrap(geomean, [jp])
+        print(f"  libvirt's job clock per pair, migflow leg / virsh leg: geometric mean {geomean(jp):.3f} (95% CI {ci[0]:.3f}-{ci[1]:.3f})")
     mem_m = [p["row"]["ram_transferred"] / 2**20 for p in pairs if p["row"].get("ram_transferred")]
     mem_v = [p["virsh_job"]["memory"] / 2**20 for p in pairs if "memory" in p["virsh_job"]]
     if mem_m and mem_v:
