@@ -193,7 +193,7 @@ def short(uri: str) -> str:
 
 # -- 1 and 2: link bytes and pause ------------------------------------------------------
 def link_and_pause(rows: list[dict], probe: LinkProbe, title: str) -> dict:
-    ratios, residual, dst_ratios, pauses, jpauses, seg_payload, retrans = [], [], [], [], [], [], []
+    ratios, residual, dst_ratios, pauses, jpauses, seg_payload, retrans, wire = [], [], [], [], [], [], [], []
     print(title)
     for r in rows:
         d = probe.delta(r["run_id"], r["leg"])
@@ -209,6 +209,8 @@ def link_and_pause(rows: list[dict], probe: LinkProbe, title: str) -> dict:
         if d["out_segs"]:
             seg_payload.append((d["src_bytes"] - d["src_packets"] * HEADER) / d["out_segs"])
             retrans.append(d["retrans_segs"] / d["out_segs"])
+            # a physical Ethernet carries every TCP segment as a frame: headers + FCS 4 + preamble 8 + gap 12 each
+            wire.append((d["src_bytes"] - d["src_packets"] * HEADER + d["out_segs"] * (HEADER + 24)) / rt)
         pr = jr = None
         if r["guest_pause_ms"] is not None and r["downtime"]:
             pr = r["guest_pause_ms"] / r["downtime"]
@@ -234,6 +236,7 @@ def link_and_pause(rows: list[dict], probe: LinkProbe, title: str) -> dict:
                 f"  TCP segments the source sent: mean payload {statistics.median(seg_payload):.0f} B a segment (median over legs); "
                 f"retransmitted {spread([x * 100 for x in retrans], '{:.3f}')} %"
             )
+            print(f"  the same segments as frames on a physical Ethernet (+{HEADER + 24} B each) / ram_transferred: {spread(wire, '{:.4f}')}")
     if pauses:
         print(f"  guest_pause_ms / QEMU downtime: {spread([p[2] for p in pauses], '{:.2f}')}")
         print(f"  guest_pause_ms - QEMU downtime: {spread([p[0] - p[1] for p in pauses], '{:.0f}')} ms")
@@ -263,7 +266,7 @@ def efficiency(results: str, label: str, engine_s: float) -> dict:
         "SELECT run_id, status, epoch_ms(started_at) AS t0, epoch_ms(ended_at) AS t1, steady_state, steady_after_ms, warmup_s FROM runs ORDER BY started_at",
     )
     steps = query(results, "SELECT run_id, step, duration_ms, status FROM steps")
-    legs = query(results, "SELECT run_id, wall_ms, status FROM migrations")
+    legs = query(results, "SELECT run_id, wall_ms, status, memory_verified FROM migrations")
     n = len(runs)
     run_ms = sum(r["t1"] - r["t0"] for r in runs)
     span_ms = max(r["t1"] for r in runs) - min(r["t0"] for r in runs)
@@ -294,6 +297,11 @@ def efficiency(results: str, label: str, engine_s: float) -> dict:
         print(
             f"    {'  migrate - legs':17s} {spread([x / 1000 for x in migrate_rest], '{:.2f}')} s (observers after each leg: the guest's resume, memory check)"
         )
+    checked: dict[str, int] = {}
+    for lg in legs:
+        key = {True: "verified", False: "FOUND WRONG", None: "not checked"}[lg["memory_verified"]]
+        checked[key] = checked.get(key, 0) + 1
+    print(f"    the guest's memory check after each leg: {', '.join(f'{v} {k}' for k, v in sorted(checked.items()))}")
     steady = [r["steady_after_ms"] for r in runs if r["steady_after_ms"] is not None]
     if steady:
         print(f"    guest steady after {spread([x / 1000 for x in steady], '{:.2f}')} s (the guest's clock)")
