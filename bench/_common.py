@@ -70,6 +70,159 @@ def median_ratio_ci(ratios: list[float]):
     return bootstrap(statistics.median, [ratios])
 
 
+def geomean(xs) -> float:
+    import math
+
+    xs = list(xs)
+    return math.exp(statistics.fmean(math.log(x) for x in xs))
+
+
+def spread(xs, fmt: str = "{:.1f}") -> str:
+    """``median M (quartiles Q1-Q3, range LO-HI, n N)``, the way every figure is stated here."""
+    xs = sorted(xs)
+    q1, med, q3 = quartiles(xs)
+    f = fmt.format
+    return f"median {f(med)} (quartiles {f(q1)}-{f(q3)}, range {f(xs[0])}-{f(xs[-1])}, n {len(xs)})"
+
+
+def histogram(xs, width: float, unit: str = "ms", scale: float = 1.0, digits: int = 0, indent: str = "    ") -> list[str]:
+    """Text histogram of ``xs * scale`` in bins of ``width`` (empty bins between kept: they show a gap)."""
+    vals = sorted(x * scale for x in xs)
+    first = int(vals[0] // width)
+    lines = []
+    k = first
+    while k * width <= vals[-1]:
+        b = k * width
+        n = sum(1 for v in vals if b <= v < b + width)
+        label = f"{b:.{digits}f}-{b + width:.{digits}f}"
+        lines.append(f"{indent}{label:>13s} {unit:2s} {'#' * n}{'' if n else '.'}")
+        k += 1
+    return lines
+
+
+def modes(xs) -> dict:
+    """Is a sample two-humped?  The widest gap between neighbouring sorted values splits it in two;
+    it counts as two modes when each side has at least 3 values and the gap is wider than twice
+    the larger interquartile range of the two sides (and than a tenth of the median).  Also Sarle's
+    bimodality coefficient (> 0.555 hints at two modes; sensitive to outliers, so only a second opinion)."""
+    vals = sorted(xs)
+    n = len(vals)
+    out: dict = {"n": n, "bimodal": False}
+    if n < 6:
+        return out
+    gaps = [(vals[i + 1] - vals[i], i) for i in range(n - 1)]
+    gap, i = max(gaps)
+    low, high = vals[: i + 1], vals[i + 1 :]
+    iqr = max((quartiles(g)[2] - quartiles(g)[0]) if len(g) > 1 else 0.0 for g in (low, high))
+    mean = statistics.fmean(vals)
+    sd = statistics.pstdev(vals)
+    if sd > 0 and n > 3:
+        g1 = sum((v - mean) ** 3 for v in vals) / n / sd**3 * (n * (n - 1)) ** 0.5 / (n - 2)
+        m4 = sum((v - mean) ** 4 for v in vals) / n / sd**4
+        g2 = ((n + 1) * (m4 - 3) + 6) * (n - 1) / ((n - 2) * (n - 3))  # sample excess kurtosis
+        out["bc"] = (g1**2 + 1) / (g2 + 3 * (n - 1) ** 2 / ((n - 2) * (n - 3)))
+    out.update(
+        gap=gap,
+        split=(low[-1], high[0]),
+        low=(len(low), statistics.median(low)),
+        high=(len(high), statistics.median(high)),
+        side_iqr=iqr,
+        bimodal=len(low) >= 3 and len(high) >= 3 and gap > 2 * iqr and gap > 0.1 * statistics.median(vals),
+    )
+    return out
+
+
+def describe_modes(name: str, xs, scale: float = 1000.0, unit: str = "ms") -> str:
+    m = modes(xs)
+    if "gap" not in m:
+        return f"  {name}: too few values to tell modes apart"
+    bc = f"; bimodality coefficient {m['bc']:.2f}" if "bc" in m else ""
+    lo, hi = m["low"], m["high"]
+    if m["bimodal"]:
+        verdict = (
+            f"TWO MODES: {lo[0]} around {lo[1] * scale:.0f} {unit}, {hi[0]} around {hi[1] * scale:.0f} {unit}, "
+            f"empty gap {m['gap'] * scale:.0f} {unit} ({m['split'][0] * scale:.0f}-{m['split'][1] * scale:.0f})"
+        )
+    else:
+        verdict = (
+            f"one mode: widest gap {m['gap'] * scale:.0f} {unit} ({m['split'][0] * scale:.0f}-{m['split'][1] * scale:.0f}, "
+            f"{lo[0]} below / {hi[0]} above), not wider than twice the spread of its sides ({m['side_iqr'] * scale:.0f} {unit})"
+        )
+    return f"  {name}: {verdict}{bc}"
+
+
+@contextlib.contextmanager
+def hold_hosts(why: str, libvirt_: bool = True, qemu: bool = True, poll_s: float = 1.0, unreachable_s: float = 600.0):
+    """Reserve both lab hosts the way ``migflow run`` does, waiting while another run holds them.
+
+    ``libvirt_``: the libvirt backend's reservation (an ephemeral secret on each
+    host: what every ``migflow run`` of a libvirt workflow takes; leave it to the
+    run itself when the benchmark runs ``migflow run`` inside the hold).
+    ``qemu``: the QEMU backend's (a locked file per host address): it does not
+    see the libvirt one, so a QEMU-backend run could migrate on the lab's link
+    beside a libvirt run; holding both keeps both kinds of run away.  While a
+    lab daemon does not answer, wait (at most ``unreachable_s``).
+    """
+    import libvirt
+
+    from migflow.reservation import Holder, HostBusy
+
+    holder = Holder.me(f"bench-{os.getpid()}", why)
+    held: list = []
+    said: set = set()
+    deadline = time.monotonic() + unreachable_s
+    try:
+        for kind in [k for k, on in (("qemu", qemu), ("libvirt", libvirt_)) if on]:
+            while True:
+                try:
+                    held.append(_reserve(kind, holder))
+                    break
+                except HostBusy as exc:
+                    if exc.message not in said:
+                        log(f"  (waiting: {exc.message})")
+                        said.add(exc.message)
+                except libvirt.libvirtError as exc:  # a daemon restarting (someone's failure test, a rebuilt lab)
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"the lab stayed unreachable for {unreachable_s:g} s: {exc}") from None
+                    if "unreachable" not in said:
+                        log(f"  (waiting: the lab is unreachable: {exc})")
+                        said.add("unreachable")
+                time.sleep(poll_s)
+        yield
+    finally:
+        for r in reversed(held):
+            r.release()
+
+
+def _reserve(kind: str, holder):
+    if kind == "qemu":
+        from migflow_qemu.reservation import reserve as reserve_files
+
+        return reserve_files({SRC: "198.18.0.1", DST: "198.18.0.2"}, holder)
+    import libvirt
+    from migflow_libvirt.reservation import reserve as reserve_secrets
+
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    conns = {uri: libvirt.open(uri) for uri in (SRC, DST)}
+    try:
+        r = reserve_secrets(conns, holder)
+    except BaseException:
+        for c in conns.values():
+            c.close()
+        raise
+    release = r.release
+
+    def release_and_close():
+        try:
+            release()
+        finally:
+            for c in conns.values():
+                c.close()
+
+    r.release = release_and_close  # type: ignore[method-assign]
+    return r
+
+
 def run_timed(argv, **kw) -> tuple[float, subprocess.CompletedProcess]:
     """Process wall time (like ``time CMD``) in seconds, and the completed process."""
     t0 = time.perf_counter()
@@ -91,6 +244,13 @@ def lab_ready(rate: str | None) -> None:
         log("the lab is down: migflow lab up")
         hosts.up(echo=log)
     hosts.shape(rate=rate)
+
+
+def lab_fingerprint() -> tuple:
+    """What must not change under a measurement: both daemons' PIDs (a rebuilt lab has new ones) and the link shaping."""
+    from migflow_lab import api as hosts
+
+    return tuple(hosts.libvirtd_pid(h) for h in hosts.HOSTS), tuple(sorted(hosts.link().items()))
 
 
 def lab_unshape() -> None:
@@ -163,9 +323,9 @@ class BenchDomain:
             if proc.returncode != 0:
                 raise RuntimeError(f"could not move {self.name} back: {proc.stderr.strip()}")
         elif at is None:
-            log(f"{self.name} is gone: recreating it")
+            log(f"  {self.name} is not on the lab: creating it")
             self.create()
-            time.sleep(2)
+            time.sleep(3)  # boot, and let the guest dirty its working set once
 
     def destroy(self) -> None:
         import libvirt
@@ -182,6 +342,89 @@ class BenchDomain:
                 pass
             finally:
                 conn.close()
+
+
+#: (event, detail) of libvirt's lifecycle events during a migration -> name
+LIFECYCLE = {(2, 1): "dst_started", (3, 1): "src_suspended", (4, 1): "dst_resumed", (5, 3): "src_stopped"}
+
+
+class LifecycleClock:
+    """Passive observer of both lab hosts' domain lifecycle events, stamped on this process's clock.
+
+    It subscribes like any libvirt client (no QEMU monitor access), so it changes
+    nothing for whoever migrates, and it times every leg the same way whoever
+    drives it.  Events of a live p2p migration: destination ``started/migrated``
+    (the incoming QEMU runs: libvirt's begin and prepare are done), source
+    ``suspended/migrated`` (the guest is paused for the switchover), destination
+    ``resumed/migrated`` (the guest runs there), source ``stopped/migrated``
+    (the source QEMU is gone).  Create it before any other libvirt connection of
+    the process: it installs libvirt's default event loop.
+    """
+
+    def __init__(self, domain: str):
+        import threading
+
+        import libvirt
+
+        libvirt.virEventRegisterDefaultImpl()
+        self.domain = domain
+        self.events: list[tuple[float, str, int, int]] = []
+        self._stop = threading.Event()
+        self._loop = threading.Thread(target=self._run, name="lifecycle-events", daemon=True)
+        self._loop.start()
+        self.conns = []
+        for tag, uri in (("a", SRC), ("b", DST)):
+            c = libvirt.open(uri)
+            c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, tag)
+            self.conns.append(c)
+
+    def _run(self) -> None:
+        import libvirt
+
+        while not self._stop.is_set():
+            libvirt.virEventRunDefaultImpl()
+
+    def _on_event(self, _conn, dom, event, detail, host) -> None:
+        if dom.name() == self.domain:
+            self.events.append((time.time(), host, event, detail))
+
+    def phases(self, t0: float, t1: float, source: str = "a") -> dict | None:
+        """The leg that ran in [t0, t1] (time.time()) from ``source``: ms from t0 to each event, or None
+        when one is missing."""
+        seen: dict[str, float] = {}
+        for t, host, event, detail in list(self.events):
+            name = LIFECYCLE.get((event, detail))
+            if name and t0 <= t <= t1 + 1.0 and (host == source) == name.startswith("src") and name not in seen:
+                seen[name] = (t - t0) * 1000.0
+        if len(seen) < 4:
+            return None
+        seen["end"] = (t1 - t0) * 1000.0
+        return seen
+
+    def ensure(self) -> None:
+        """Reconnect to a host whose daemon went away (a rebuilt lab)."""
+        import libvirt
+
+        for i, (tag, uri) in enumerate((("a", SRC), ("b", DST))):
+            try:
+                if self.conns[i].isAlive():
+                    continue
+            except libvirt.libvirtError:
+                pass
+            try:
+                c = libvirt.open(uri)
+                c.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_event, tag)
+                self.conns[i] = c
+            except libvirt.libvirtError as exc:
+                log(f"  lifecycle events of host {tag} lost: {exc}")
+
+    def close(self) -> None:
+        for c in self.conns:
+            try:
+                c.close()
+            except Exception:
+                pass
+        self._stop.set()
 
 
 def migflow_workflow(path: str, domain: str, mode: str, interval_ms: float | None = 100, extra_steps: str = "") -> str:
