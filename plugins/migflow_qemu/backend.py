@@ -107,6 +107,7 @@ class QemuBackend(Backend):
         self.procs: dict[str, QemuProcess] = {}
         self.spent: list[QemuProcess] = []  # ended processes, for restore's report
         self.run_dir: str | None = None
+        self._host_info: dict | None = None
         self._count = 0
         self._lock = threading.Lock()
 
@@ -156,7 +157,22 @@ class QemuBackend(Backend):
                 entry["error"] = str(exc)
             info[self._role(uri)] = entry
         info["client"] = {"python": platform.python_version(), "kernel": platform.release(), "qmp_client": "migflow_qemu.qmp"}
+        self._host_info = info  # what the run recorded; prepare_domain refines the source's entry
         return info
+
+    def _record_source_version(self, ctx, proc: QemuProcess) -> None:
+        """The run records the hosts before any QEMU runs (``--version``); once the source QEMU
+        answers, its own ``query-version`` replaces that in ``runs.host_versions``."""
+        info = self._host_info
+        if info is None or not isinstance(info.get("source"), dict):
+            return
+        try:
+            v = _qmp_call(proc, "query-version")
+        except StepError:
+            return
+        q = v["qemu"]
+        info["source"].update(hypervisor_version=f"{q['major']}.{q['minor']}.{q['micro']}", qemu_package=v.get("package"), version_from="query-version")
+        ctx.recorder.set_run(host_versions=info, environment={"hosts": info})
 
     # -- processes ----------------------------------------------------------------
     def _start(self, ctx, uri: str, incoming: bool) -> QemuProcess:
@@ -248,6 +264,7 @@ class QemuBackend(Backend):
         proc = self._start(ctx, self.source_uri, incoming=False)
         self.procs[self.source_uri] = proc
         self._wait_running(proc, timeout, serial_path)
+        self._record_source_version(ctx, proc)
         return {
             "backend": "qemu",
             "uuid": uid,
