@@ -1,7 +1,9 @@
-"""End to end on the lab: the qemu backend (QEMU without libvirt) migrates the
-lab guest both ways, fills the same tables and columns as the libvirt backend
-(one SQL query compares them), keeps the source's final query-migrate raw,
-and leaves no QEMU process behind."""
+"""The qemu backend (QEMU without libvirt).
+
+End to end on the lab: it migrates the lab guest both ways, fills the same
+tables and columns as the libvirt backend (one SQL query compares them), keeps
+the source's final query-migrate raw, and leaves no QEMU process behind; what
+it cannot do is refused by name (those tests need no lab)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parent.parent
 STAT_COLUMNS = (
@@ -60,6 +60,7 @@ def both(lab, tmp_path_factory):
     return db, qemu, libvirt
 
 
+@pytest.mark.lab
 def test_qemu_backend_migrates_both_ways_and_fills_the_statistics(both):
     db, proc, _ = both
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -99,6 +100,7 @@ def test_qemu_backend_migrates_both_ways_and_fills_the_statistics(both):
         assert json.loads(result)["found"] == {"source": "running"}
 
 
+@pytest.mark.lab
 def test_nothing_left_running(both):
     from migflow_lab import api as hosts
 
@@ -118,6 +120,7 @@ def test_nothing_left_running(both):
     assert not any(os.path.exists(f"/var/tmp/migflow/qemu/{r}") for r in run_ids)  # sockets and logs removed
 
 
+@pytest.mark.lab
 def test_both_backends_compare_in_one_query(both):
     db, _qemu, libvirt = both
     assert libvirt.returncode == 0, libvirt.stdout + libvirt.stderr
@@ -137,6 +140,7 @@ def test_both_backends_compare_in_one_query(both):
     assert overhead["libvirt"] > overhead["qemu"]  # what libvirt adds around QEMU's migration
 
 
+@pytest.mark.lab
 def test_timeout_abort_leaves_the_guest_on_its_source_and_nothing_running(lab, tmp_path):
     wf = tmp_path / "slow.toml"
     wf.write_text("""name = "qemu_slow"
@@ -172,6 +176,7 @@ use = "restore"
     assert not [p for p in json.loads(extra)["pids"].values() if _alive(p)]
 
 
+@pytest.mark.lab
 def test_local_hosts_without_the_lab(tmp_path):
     """qemu+local://: both QEMUs on this machine, migrating over loopback addresses."""
     db = tmp_path / "r.duckdb"
@@ -183,6 +188,7 @@ def test_local_hosts_without_the_lab(tmp_path):
     assert rows == [("completed", "completed", "qemu+local://127.0.0.2"), ("completed", "completed", "qemu+local://127.0.0.1")]
 
 
+@pytest.mark.lab
 def test_one_line_switches_a_workflow_to_the_qemu_backend(lab, tmp_path):
     """managed_direct.toml names no mode: adding `backend = "qemu"` runs it without libvirt."""
     text = (ROOT / "workflows" / "managed_direct.toml").read_text()
@@ -192,3 +198,94 @@ def test_one_line_switches_a_workflow_to_the_qemu_backend(lab, tmp_path):
     proc = migflow("run", str(switched), "-n", "1", "--results", str(db))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert query(db, "SELECT DISTINCT r.backend, m.mode, m.status FROM migrations m JOIN runs r USING (run_id)") == [("qemu", "qmp-tcp", "completed")]
+
+
+# -- what the qemu backend refuses, at validation time (no lab) ---------------------------------------------------
+
+HEADER = """name = "{name}"
+backend = "{backend}"
+round_trip = true
+{matrix}
+[domain.create]
+memory_mib = 256
+{guest}
+[domain.create.workload]
+working_set_mib = {ws}
+dirty_rate_mibs = {rate}
+
+[[steps]]
+use = "prepare-domain"
+{prepare}
+"""
+
+
+def workflow(tmp_path, name, steps, *, backend="qemu", matrix="", guest="", ws=64, rate=32, prepare=""):
+    """A workflow file: the lab guest, prepare-domain, ``steps`` (TOML), collect-qmp and restore."""
+    path = tmp_path / f"{name}.toml"
+    head = HEADER.format(name=name, backend=backend, matrix=matrix, guest=guest, ws=ws, rate=rate, prepare=prepare)
+    path.write_text(head + steps + '\n[[steps]]\nuse = "collect-qmp"\n\n[[steps]]\nuse = "restore"\n')
+    return path
+
+
+def issues_of(path) -> dict[str, list[str]]:
+    """``migflow validate``'s issues, by JSON path."""
+    from migflow.plugins import get_plugins
+    from migflow.workflow.loader import validate_file
+
+    out: dict[str, list[str]] = {}
+    for issue in validate_file(str(path), get_plugins()):
+        out.setdefault(issue.path, []).append(issue.message)
+    return out
+
+
+LIBVIRT_ONLY = """
+[[steps]]
+use = "migrate"
+mode = "qmp-multifd"
+flags = ["copy-storage-all", "copy-storage-inc", "copy-storage-synchronous-writes", "offline", "change-protection"]
+dname = "elsewhere"
+listen_address = "198.18.0.2"
+migrate_disks = ["vda"]
+disks_port = 49153
+destination_xml = { title = "t" }
+persistent_xml = { title = "t" }
+"""
+
+
+def test_validate_refuses_libvirt_only_flags_options_and_the_linux_guest(tmp_path):
+    found = issues_of(workflow(tmp_path, "libvirt_only", LIBVIRT_ONLY, guest='guest = "linux"'))
+    mode = found.pop("steps[1].mode")
+    for flag in ("copy-storage-all", "copy-storage-inc", "copy-storage-synchronous-writes", "offline", "change-protection"):
+        [message] = [m for m in mode if m.startswith(f"mode 'qmp-multifd' cannot be combined with {flag}:")]
+        assert len(message) > len(f"mode 'qmp-multifd' cannot be combined with {flag}: ") + 10  # with its reason
+    assert len(mode) == 5, mode
+    for option in ("dname", "listen_address", "migrate_disks", "disks_port", "destination_xml", "persistent_xml"):
+        [message] = found.pop(f"steps[1].{option}")
+        assert message.startswith(f"{option} is a libvirt option the qemu backend cannot honour: "), message
+    [guest] = found.pop("domain.create.guest")
+    assert "tiny guest only" in guest and "libvirt" in guest
+    assert not found, found  # nothing else
+
+
+def test_the_same_options_are_the_libvirt_backends_business(tmp_path):
+    """The qemu plugin's checks apply to qemu workflows only."""
+    text = LIBVIRT_ONLY.replace('"qmp-multifd"', '"p2p"').replace('"offline", "change-protection"', '"persistent"')
+    found = issues_of(workflow(tmp_path, "on_libvirt", text, backend="libvirt"))
+    assert not [m for ms in found.values() for m in ms if "qemu" in m], found
+
+
+@pytest.mark.parametrize(
+    "steps, path, words",
+    [
+        (
+            'mode = "qmp-tcp"\nflags = ["postcopy"]\npostcopy_switch = { after_iterations = 1 }',
+            "steps[1].postcopy_switch",
+            "postcopy_switch is not implemented by the qemu backend yet",
+        ),
+    ],
+)
+def test_validate_refuses_impossible_combinations(tmp_path, steps, path, words):
+    found = issues_of(workflow(tmp_path, "combo", f'\n[[steps]]\nuse = "migrate"\n{steps}\n'))
+    assert list(found) == [path], found
+    [message] = found[path]
+    assert message.startswith(words), message

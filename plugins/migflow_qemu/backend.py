@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from migflow.backend import DEFAULT_TIMEOUT_ACTION, Backend
 from migflow.errors import HostError, PrerequisiteError, StepError
 
+from .features import FLAG_CAPABILITIES, UNSUPPORTED_FLAGS
 from .hosts import QemuHost, resolve
 from .process import QemuProcess
 from .qmp import QMPConnectionError, QMPError
@@ -47,23 +48,8 @@ RUN_DIR = "/var/tmp/migflow/qemu"
 #: QEMU's own default is 128 MiB/s.
 LIBVIRT_MAX_BANDWIDTH = (2**63 - 1) // 2**20 * 2**20
 
-#: migrate-step flag -> the QEMU capability it switches on (both sides)
-FLAG_CAPABILITIES = {
-    "parallel": "multifd",
-    "compressed": "xbzrle",
-    "auto-converge": "auto-converge",
-    "postcopy": "postcopy-ram",
-}
-#: flags only libvirt knows; refused at validation time for qemu modes
-UNSUPPORTED_FLAGS = {
-    "persistent": "the qemu backend keeps no domain definitions",
-    "undefinesource": "the qemu backend keeps no domain definitions",
-    "tunnelled": "only libvirtd can tunnel the migration stream",
-    "tls": "QEMU TLS needs tls-creds objects the qemu backend does not create",
-    "unsafe": "a libvirt safety check; QEMU has none to skip",
-    "abort-on-error": "a libvirt flag (abort on guest I/O errors)",
-    "paused": "not implemented by the qemu backend",
-}
+#: flags the backend handles itself (the others switch a capability on, FLAG_CAPABILITIES)
+_OWN_FLAGS = ("live",)
 _TERMINAL = ("completed", "failed", "cancelled")
 #: QMP run states in which the guest lives in that process
 _HOLDS_GUEST = ("running", "paused", "prelaunch", "debug", "suspended", "watchdog", "io-error", "finish-migrate", "restore-vm", "save-vm", "colo")
@@ -323,6 +309,9 @@ class QemuBackend(Backend):
         bad = [f for f in leg.flags if f in UNSUPPORTED_FLAGS]
         if bad:
             raise StepError(f"the qemu backend cannot use flag(s) {', '.join(bad)}: " + "; ".join(UNSUPPORTED_FLAGS[f] for f in bad))
+        unknown = [f for f in leg.flags if f not in FLAG_CAPABILITIES and f not in _OWN_FLAGS]
+        if unknown:  # never ignore a flag silently
+            raise StepError(f"the qemu backend does not know flag(s) {', '.join(unknown)}")
         extra = ctx.state.get("migration", {})
         caps = {"events": True}
         caps.update({FLAG_CAPABILITIES[f]: True for f in leg.flags if f in FLAG_CAPABILITIES})
