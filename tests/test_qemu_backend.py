@@ -2,8 +2,10 @@
 
 End to end on the lab: it migrates the lab guest both ways, fills the same
 tables and columns as the libvirt backend (one SQL query compares them), keeps
-the source's final query-migrate raw, and leaves no QEMU process behind; what
-it cannot do is refused by name (those tests need no lab)."""
+the source's final query-migrate raw, and leaves no QEMU process behind; a
+setting QEMU accepts and does not apply, or lacks, stops the step naming it,
+and what the backend cannot do is refused by name.  The validation tests and
+the read-back checks need no lab."""
 
 from __future__ import annotations
 
@@ -289,3 +291,181 @@ def test_validate_refuses_impossible_combinations(tmp_path, steps, path, words):
     assert list(found) == [path], found
     [message] = found[path]
     assert message.startswith(words), message
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        '\n[[steps]]\nuse = "set-capabilities"\ncapabilities = { dirty-limit = true }\nparameters = { vcpu-dirty-limit = 10, zero-page-detection = "none" }\n\n[[steps]]\nuse = "migrate"\n',
+    ],
+    ids=["newer-qemu-names"],
+)
+def test_validate_accepts_what_the_qemu_backend_does(tmp_path, steps):
+    """(Names a newer QEMU brings are accepted here: only the host's QEMU can say whether it has them.)"""
+    assert issues_of(workflow(tmp_path, "fine", steps)) == {}
+
+
+# -- reading back what QEMU has in force (no lab: a QEMU stand-in) -------------------------------------------------
+
+
+class FakeQemu:
+    """QMP answers of a QEMU ``version`` that offers ``caps``/``params`` and keeps, of what it
+    is told, only what ``applies`` accepts (QEMU before 9.0 keeps the multifd levels at 1)."""
+
+    def __init__(self, version, caps, params, applies=lambda name: True):
+        from types import SimpleNamespace
+
+        self.version, self.caps, self.params, self.applies = version, dict(caps), dict(params), applies
+        self.host = SimpleNamespace(name="mflab-x")
+        self.facts: dict = {}
+
+    def call(self, proc, command, arguments=None, timeout=30.0):
+        assert proc is self
+        major, minor, micro = map(int, self.version.split("."))
+        if command == "query-version":
+            return {"qemu": {"major": major, "minor": minor, "micro": micro}, "package": ""}
+        if command == "query-migrate-capabilities":
+            return [{"capability": c, "state": s} for c, s in self.caps.items()]
+        if command == "query-migrate-parameters":
+            return dict(self.params)
+        if command == "query-qmp-schema":
+            members = [{"name": n} for n in self.params]
+            return [{"name": "migrate-set-parameters", "meta-type": "command", "arg-type": "42"}, {"name": "42", "meta-type": "object", "members": members}]
+        if command == "migrate-set-capabilities":
+            self.caps.update({c["capability"]: c["state"] for c in arguments["capabilities"] if self.applies(c["capability"])})
+            return {}
+        if command == "migrate-set-parameters":
+            self.params.update({k: v for k, v in arguments.items() if self.applies(k)})
+            return {}
+        raise AssertionError(command)
+
+
+QEMU_72_PARAMS = {"multifd-compression": "none", "multifd-zlib-level": 1, "multifd-zstd-level": 1, "max-bandwidth": 134217728, "tls-creds": ""}
+
+
+@pytest.fixture
+def fake_qemu(monkeypatch):
+    import migflow_qemu.backend as backend
+
+    def make(*args, **kwargs):
+        fake = FakeQemu(*args, **kwargs)
+        monkeypatch.setattr(backend, "_qmp_call", fake.call)
+        return fake, backend.QemuBackend("qemu+lab://mflab-a", "qemu+lab://mflab-b")
+
+    return make
+
+
+def test_a_level_qemu_accepts_and_does_not_apply_fails_naming_all_of_it(fake_qemu):
+    from migflow.errors import StepError
+
+    fake, b = fake_qemu("7.2.22", {"multifd": False}, QEMU_72_PARAMS, applies=lambda name: not name.endswith("-level"))
+    with pytest.raises(StepError) as err:
+        b._apply(fake, {"multifd": True}, {"multifd-compression": "zlib", "multifd-zlib-level": 7, "max-bandwidth": 2**30})
+    assert err.value.message == (
+        "QEMU 7.2.22 on mflab-x accepted multifd-zlib-level = 7 but reports 1 (query-migrate-parameters): the migration would run with 1"
+    )
+    assert err.value.hint and "before 9.0" in err.value.hint and "only level 1" in err.value.hint
+    assert fake.caps["multifd"] is True and fake.params["multifd-compression"] == "zlib"  # the rest was applied
+
+
+def test_a_qemu_that_applies_what_it_is_told_passes(fake_qemu):
+    fake, b = fake_qemu("9.0.0", {"multifd": False}, QEMU_72_PARAMS)
+    b._apply(fake, {"multifd": True}, {"multifd-compression": "zstd", "multifd-zstd-level": 9})
+    assert fake.params["multifd-zstd-level"] == 9
+
+
+def test_a_capability_qemu_leaves_off_fails(fake_qemu):
+    from migflow.errors import StepError
+
+    fake, b = fake_qemu("7.2.22", {"multifd": False, "xbzrle": False}, QEMU_72_PARAMS, applies=lambda name: name != "multifd")
+    with pytest.raises(StepError) as err:
+        b._apply(fake, {"multifd": True, "xbzrle": True}, {})
+    assert (
+        err.value.message == "QEMU 7.2.22 on mflab-x accepted multifd = True but reports False (query-migrate-capabilities): the migration would run with False"
+    )
+    assert err.value.hint is None
+
+
+def test_names_this_qemu_lacks_fail_with_the_version_that_brings_them(fake_qemu):
+    from migflow.errors import StepError
+
+    fake, b = fake_qemu("7.2.22", {"multifd": False, "zero-copy-send": False}, QEMU_72_PARAMS)
+    with pytest.raises(StepError) as err:
+        b._apply(
+            fake,
+            {"dirty-limit": True, "switchover-ack": True, "x-unheard-of": True},
+            {"vcpu-dirty-limit": 10, "avail-switchover-bandwidth": 2**30, "zero-page-detection": "multifd"},
+        )
+    assert err.value.message.split("; ") == [
+        "capability dirty-limit needs QEMU >= 8.1, this host (mflab-x) has QEMU 7.2.22",
+        "capability switchover-ack needs QEMU >= 8.1, this host (mflab-x) has QEMU 7.2.22",
+        "QEMU 7.2.22 on mflab-x has no migration capability x-unheard-of",
+        "parameter vcpu-dirty-limit needs QEMU >= 8.1, this host (mflab-x) has QEMU 7.2.22",
+        "parameter avail-switchover-bandwidth needs QEMU >= 8.2, this host (mflab-x) has QEMU 7.2.22",
+        "parameter zero-page-detection needs QEMU >= 9.0, this host (mflab-x) has QEMU 7.2.22",
+    ]
+    assert fake.caps == {"multifd": False, "zero-copy-send": False}  # nothing was set
+
+
+# -- QEMU-only features, migrating for real on the lab ----------------------------------------------------------------
+
+
+def qemu_version() -> str:
+    """The QEMU the lab's hosts run (the same binary on both)."""
+    out = subprocess.run(["qemu-system-x86_64", "--version"], check=True, capture_output=True, text=True).stdout
+    return out.split("version ", 1)[1].split()[0]
+
+
+@pytest.fixture(scope="module")
+def refused_settings(lab, tmp_path_factory):
+    """Settings this QEMU accepts and ignores, or lacks: each run fails in set-capabilities."""
+    d = tmp_path_factory.mktemp("refused")
+    matrix = """[matrix]
+include = [
+  { what = "zlib-level", caps = { multifd = true }, params = { multifd-compression = "zlib", multifd-zlib-level = 7 } },
+  { what = "newer", caps = { dirty-limit = true, switchover-ack = true }, params = { vcpu-dirty-limit = 10, avail-switchover-bandwidth = 1073741824, zero-page-detection = "none" } },
+]"""
+    steps = '\n[[steps]]\nuse = "set-capabilities"\ncapabilities = "${caps}"\nparameters = "${params}"\n\n[[steps]]\nuse = "migrate"\nmode = "qmp-multifd"\n'
+    wf = workflow(d, "refused", steps, matrix=matrix, prepare="wait_steady = false")
+    return d / "r.duckdb", migflow("run", str(wf), "--results", str(d / "r.duckdb"))
+
+
+def _failed_step(db, scenario_prefix):
+    [(status, error, step, step_error)] = query(
+        db,
+        """SELECT r.status, r.error, s.step, s.error FROM runs r JOIN steps s USING (run_id)
+           WHERE r.scenario LIKE ? AND s.status = 'failed'""",
+        scenario_prefix + "%",
+    )
+    assert status == "failed" and step == "set-capabilities", (status, step, error)
+    [(n,)] = query(db, "SELECT count(*) FROM migrations m JOIN runs r USING (run_id) WHERE r.scenario LIKE ?", scenario_prefix + "%")
+    assert n == 0  # no leg was recorded as if the setting had been in force
+    return step_error
+
+
+@pytest.mark.lab
+def test_a_zlib_level_qemu_ignores_fails_the_step_naming_it(refused_settings):
+    db, proc = refused_settings
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    version = qemu_version()
+    # The lab's QEMU (Debian 12's 7.2) predates the fix (QEMU 9.0) this test is about.
+    assert tuple(map(int, version.split(".")[:2])) < (9, 0), f"QEMU {version} applies multifd levels: this test needs one that does not"
+    error = _failed_step(db, "what=zlib-level")
+    first = error.splitlines()[0]
+    assert first == f"QEMU {version} on mflab-a accepted multifd-zlib-level = 7 but reports 1 (query-migrate-parameters): the migration would run with 1", error
+    assert "hint: QEMU before 9.0 does not apply multifd-zlib-level and multifd-zstd-level" in error
+
+
+@pytest.mark.lab
+def test_features_of_a_newer_qemu_fail_naming_the_version_that_brings_them(refused_settings):
+    db, proc = refused_settings
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    version = qemu_version()
+    error = _failed_step(db, "what=newer")
+    assert error.split("; ") == [
+        f"capability dirty-limit needs QEMU >= 8.1, this host (mflab-a) has QEMU {version}",
+        f"capability switchover-ack needs QEMU >= 8.1, this host (mflab-a) has QEMU {version}",
+        f"parameter vcpu-dirty-limit needs QEMU >= 8.1, this host (mflab-a) has QEMU {version}",
+        f"parameter avail-switchover-bandwidth needs QEMU >= 8.2, this host (mflab-a) has QEMU {version}",
+        f"parameter zero-page-detection needs QEMU >= 9.0, this host (mflab-a) has QEMU {version}",
+    ]

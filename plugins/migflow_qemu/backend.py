@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from migflow.backend import DEFAULT_TIMEOUT_ACTION, Backend
 from migflow.errors import HostError, PrerequisiteError, StepError
 
-from .features import FLAG_CAPABILITIES, UNSUPPORTED_FLAGS
+from .features import FLAG_CAPABILITIES, LEVELS_APPLIED_SINCE, UNSUPPORTED_FLAGS, missing_message, version_tuple
 from .hosts import QemuHost, resolve
 from .process import QemuProcess
 from .qmp import QMPConnectionError, QMPError
@@ -295,10 +295,69 @@ class QemuBackend(Backend):
         return proc
 
     def _apply(self, proc: QemuProcess, capabilities: dict, parameters: dict) -> None:
+        """Set capabilities and parameters, then read them back: a name this QEMU lacks stops
+        the step (naming the QEMU that brings it), and so does a value QEMU accepted but
+        does not report (QEMU 7.2 keeps multifd-zlib-level at 1 whatever it is told), so a
+        sweep never records a setting that was not in force."""
+        self._check_offered(proc, capabilities, parameters)
         if capabilities:
             _qmp_call(proc, "migrate-set-capabilities", {"capabilities": [{"capability": c, "state": bool(s)} for c, s in capabilities.items()]})
         if parameters:
             _qmp_call(proc, "migrate-set-parameters", dict(parameters))
+        self._check_in_force(proc, capabilities, parameters)
+
+    def _version(self, proc: QemuProcess) -> str:
+        if "version" not in proc.facts:
+            q = _qmp_call(proc, "query-version")["qemu"]
+            proc.facts["version"] = f"{q['major']}.{q['minor']}.{q['micro']}"
+        return proc.facts["version"]
+
+    def _check_offered(self, proc: QemuProcess, capabilities: dict, parameters: dict) -> None:
+        """Every capability and parameter asked for exists in this QEMU (``query-migrate-capabilities``;
+        ``query-migrate-parameters``, and the QMP schema for a parameter it does not list)."""
+        missing = []
+        if capabilities:
+            offered = {c["capability"] for c in _qmp_call(proc, "query-migrate-capabilities")}
+            missing += [("capability", c) for c in capabilities if c not in offered]
+        unlisted = [p for p in parameters if p not in _qmp_call(proc, "query-migrate-parameters")] if parameters else []
+        if unlisted:
+            settable = self._settable_parameters(proc)
+            missing += [("parameter", p) for p in unlisted if p not in settable]
+        if missing:
+            version = self._version(proc)
+            raise StepError("; ".join(missing_message(kind, name, proc.host.name, version) for kind, name in missing))
+
+    def _settable_parameters(self, proc: QemuProcess) -> set[str]:
+        """The members of migrate-set-parameters' argument in this QEMU's QMP schema."""
+        if "settable" not in proc.facts:
+            schema = {e["name"]: e for e in _qmp_call(proc, "query-qmp-schema")}
+            arg_type = (schema.get("migrate-set-parameters") or {}).get("arg-type")
+            proc.facts["settable"] = {m["name"] for m in (schema.get(arg_type) or {}).get("members", [])}
+        return proc.facts["settable"]
+
+    def _check_in_force(self, proc: QemuProcess, capabilities: dict, parameters: dict) -> None:
+        wrong = []
+        if capabilities:
+            state = {c["capability"]: c["state"] for c in _qmp_call(proc, "query-migrate-capabilities")}
+            wrong += [(c, bool(v), state.get(c), "query-migrate-capabilities") for c, v in capabilities.items() if state.get(c) != bool(v)]
+        if parameters:
+            reported = _qmp_call(proc, "query-migrate-parameters")
+            # a parameter QEMU does not list back (block-bitmap-mapping when unset) cannot be compared
+            wrong += [(p, v, reported[p], "query-migrate-parameters") for p, v in parameters.items() if p in reported and reported[p] != v]
+        if not wrong:
+            return
+        version = self._version(proc)
+        message = "; ".join(
+            f"QEMU {version} on {proc.host.name} accepted {name} = {want!r} but reports {got!r} ({query}): the migration would run with {got!r}"
+            for name, want, got, query in wrong
+        )
+        hint = None
+        if {"multifd-zlib-level", "multifd-zstd-level"} & {w[0] for w in wrong} and version_tuple(version) < version_tuple(LEVELS_APPLIED_SINCE):
+            hint = (
+                f"QEMU before {LEVELS_APPLIED_SINCE} does not apply multifd-zlib-level and multifd-zstd-level (upstream fix: "
+                f"'migration: Properly apply migration compression level parameters', 2024): only level 1 can be measured on QEMU {version}"
+            )
+        raise StepError(message, hint=hint)
 
     def _in_force(self, proc: QemuProcess) -> dict:
         caps = _qmp_call(proc, "query-migrate-capabilities")

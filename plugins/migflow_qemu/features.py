@@ -1,16 +1,30 @@
-"""What the QEMU backend accepts, by name: flags and options.
+"""What the QEMU backend accepts, by name: flags, options, and the QEMU version each feature needs.
 
 Plain data, importable without starting anything, so that ``migflow validate``
-and ``migflow plugins`` stay fast.
+and ``migflow plugins`` stay fast.  docs/qemu-backend.md has the same table for
+users to read ("QEMU features").
+
+Versions are those of upstream QEMU's QAPI schema (``# Since:`` of each
+capability and parameter in ``qapi/migration.json``).  A QEMU older than a
+feature lacks its name altogether: the backend then stops the step with
+:func:`missing_message` (it learns what a QEMU offers from
+``query-migrate-capabilities`` and ``query-qmp-schema`` at run time: validation
+does not contact hosts).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 __all__ = [
+    "FEATURES",
     "FLAG_CAPABILITIES",
     "LIBVIRT_OPTIONS",
     "UNSUPPORTED_FLAGS",
+    "Feature",
+    "missing_message",
     "rules",
+    "version_tuple",
 ]
 
 #: migrate-step flag -> the QEMU capability it switches on (both sides)
@@ -47,6 +61,68 @@ LIBVIRT_OPTIONS = {
     "destination_xml": "there is no libvirt domain XML on the qemu backend",
     "persistent_xml": "there is no libvirt domain XML on the qemu backend",
 }
+
+
+@dataclass(frozen=True)
+class Feature:
+    """A QEMU migration capability or parameter the docs' table lists.
+
+    :param name: its QMP name.
+    :param kind: ``capability`` or ``parameter``.
+    :param since: the first QEMU release with it (``"8.1"``).
+    :param key: how a workflow asks for it.
+    :param note: what migflow does with it on the qemu backend.
+    """
+
+    name: str
+    kind: str
+    since: str
+    key: str
+    note: str = ""
+
+
+FEATURES: dict[str, Feature] = {
+    f.name: f
+    for f in (
+        Feature("multifd", "capability", "4.0", "flag `parallel`, mode `qmp-multifd`"),
+        Feature("xbzrle", "capability", "1.2", "flag `compressed`"),
+        Feature("auto-converge", "capability", "1.6", "flag `auto-converge`"),
+        Feature("postcopy-ram", "capability", "2.6", 'flag `postcopy` (with `postcopy_switch`, `timeout.action = "postcopy"`)'),
+        Feature("zero-copy-send", "capability", "7.1", "flag `zerocopy`", "Linux only; multifd without compression or TLS"),
+        Feature("multifd-compression", "parameter", "5.0", "parameter `multifd-compression` (`none`, `zlib`, `zstd`)"),
+        Feature("multifd-zlib-level", "parameter", "5.0", "parameter `multifd-zlib-level`", "applied only since QEMU 9.0"),
+        Feature("multifd-zstd-level", "parameter", "5.0", "parameter `multifd-zstd-level`", "applied only since QEMU 9.0"),
+        Feature("tls-creds", "parameter", "2.7", "flag `tls`"),
+        Feature("tls-hostname", "parameter", "2.7", "flag `tls`"),
+        Feature("dirty-limit", "capability", "8.1", "capability `dirty-limit`"),
+        Feature("vcpu-dirty-limit", "parameter", "8.1", "parameter `vcpu-dirty-limit`"),
+        Feature("switchover-ack", "capability", "8.1", "capability `switchover-ack`"),
+        Feature("avail-switchover-bandwidth", "parameter", "8.2", "parameter `avail-switchover-bandwidth`"),
+        Feature("zero-page-detection", "parameter", "9.0", "parameter `zero-page-detection`"),
+    )
+}
+
+#: the QEMU release whose migrate-set-parameters really applies multifd-zlib-level and
+#: multifd-zstd-level (before it, QEMU accepts them and keeps 1: upstream commit "migration:
+#: Properly apply migration compression level parameters", March 2024)
+LEVELS_APPLIED_SINCE = "9.0"
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"7.2.22"`` -> ``(7, 2, 22)``; unparsable parts count as 0."""
+    out = []
+    for part in version.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+def missing_message(kind: str, name: str, host: str, version: str) -> str:
+    """The step's error when the QEMU on ``host`` (version ``version``) lacks a capability or parameter."""
+    feature = FEATURES.get(name)
+    if feature is not None and version_tuple(version) < version_tuple(feature.since):
+        return f"{kind} {name} needs QEMU >= {feature.since}, this host ({host}) has QEMU {version}"
+    return f"QEMU {version} on {host} has no migration {kind} {name}"
 
 
 def rules() -> list:

@@ -38,6 +38,8 @@ class QemuProcess:
         self.popen: subprocess.Popen | None = None
         self.qmp: QMPClient | None = None
         self.kept = False
+        #: what this QEMU told once and cannot change: its version, the names it offers
+        self.facts: dict = {}
 
     @property
     def pid(self) -> int | None:

@@ -122,6 +122,8 @@ PARAMETER_NEEDS = {
     "max-cpu-throttle": "auto-converge",
     "multifd-channels": "multifd",
     "multifd-compression": "multifd",
+    "multifd-zlib-level": "multifd",
+    "multifd-zstd-level": "multifd",
     "xbzrle-cache-size": "xbzrle",
     "max-postcopy-bandwidth": "postcopy-ram",
 }
