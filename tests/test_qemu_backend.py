@@ -2,10 +2,10 @@
 
 End to end on the lab: it migrates the lab guest both ways, fills the same
 tables and columns as the libvirt backend (one SQL query compares them), keeps
-the source's final query-migrate raw, and leaves no QEMU process behind; a
-setting QEMU accepts and does not apply, or lacks, stops the step naming it,
-and what the backend cannot do is refused by name.  The validation tests and
-the read-back checks need no lab."""
+the source's final query-migrate raw, and leaves no QEMU process behind; its
+QEMU-only features (zero-copy, multifd compression) migrate for real, and what
+it cannot do is refused by name.  The validation tests and the read-back checks
+need no lab."""
 
 from __future__ import annotations
 
@@ -279,6 +279,8 @@ def test_the_same_options_are_the_libvirt_backends_business(tmp_path):
 @pytest.mark.parametrize(
     "steps, path, words",
     [
+        ('mode = "qmp-tcp"\nflags = ["zerocopy"]', "steps[1].flags", "zerocopy needs multifd"),
+        ('mode = "qmp-multifd"\nflags = ["zerocopy", "compressed"]', "steps[1].flags", "zerocopy works without compression"),
         (
             'mode = "qmp-tcp"\nflags = ["postcopy"]\npostcopy_switch = { after_iterations = 1 }',
             "steps[1].postcopy_switch",
@@ -293,12 +295,20 @@ def test_validate_refuses_impossible_combinations(tmp_path, steps, path, words):
     assert message.startswith(words), message
 
 
+def test_validate_refuses_zerocopy_with_multifd_compression(tmp_path):
+    steps = '\n[[steps]]\nuse = "set-capabilities"\nparameters = { multifd-compression = "zstd" }\n\n[[steps]]\nuse = "migrate"\nmode = "qmp-multifd"\nflags = ["zerocopy"]\n'
+    found = issues_of(workflow(tmp_path, "zc_zstd", steps))
+    assert list(found) == ["steps[2].flags"] and found["steps[2].flags"][0].startswith("zerocopy works without compression"), found
+
+
 @pytest.mark.parametrize(
     "steps",
     [
+        '\n[[steps]]\nuse = "migrate"\nmode = "qmp-multifd"\nflags = ["zerocopy"]\n',
+        '\n[[steps]]\nuse = "migrate"\nmode = "qmp-tcp"\nflags = ["parallel", "zerocopy"]\n',
         '\n[[steps]]\nuse = "set-capabilities"\ncapabilities = { dirty-limit = true }\nparameters = { vcpu-dirty-limit = 10, zero-page-detection = "none" }\n\n[[steps]]\nuse = "migrate"\n',
     ],
-    ids=["newer-qemu-names"],
+    ids=["zerocopy", "parallel-zerocopy", "newer-qemu-names"],
 )
 def test_validate_accepts_what_the_qemu_backend_does(tmp_path, steps):
     """(Names a newer QEMU brings are accepted here: only the host's QEMU can say whether it has them.)"""
@@ -416,6 +426,75 @@ def qemu_version() -> str:
     return out.split("version ", 1)[1].split()[0]
 
 
+def legs_of(db, *columns):
+    """Every leg as a dict (scenario, leg, status, error, the given columns, extra and in_force parsed)."""
+    cols = ", ".join(["scenario", "leg", "m.status", "m.error", "m.extra", "m.in_force", "m.stats", *columns])
+    rows = query(db, f"SELECT {cols} FROM migrations m JOIN runs r USING (run_id) ORDER BY r.plan_index, leg")
+    out = []
+    for row in rows:
+        d = dict(zip(["scenario", "leg", "status", "error", "extra", "in_force", "stats", *columns], row, strict=True))
+        for k in ("extra", "in_force", "stats"):
+            d[k] = json.loads(d[k]) if d[k] else {}
+        out.append(d)
+    return out
+
+
+MULTIFD_FEATURES = """
+[[steps]]
+use = "set-capabilities"
+parameters = "${params}"
+
+[[steps]]
+use = "migrate"
+mode = "qmp-multifd"
+flags = "${flags}"
+timeout = { seconds = 60, action = "abort" }
+"""
+
+
+@pytest.fixture(scope="module")
+def multifd_features(lab, tmp_path_factory):
+    """Zero-copy, then zstd compression: a round trip each, the guest steady first."""
+    d = tmp_path_factory.mktemp("multifd")
+    matrix = """[matrix]
+include = [
+  { feature = "zerocopy", flags = ["zerocopy"], params = { multifd-channels = 2 } },
+  { feature = "zstd", flags = [], params = { multifd-compression = "zstd", multifd-zstd-level = 1 } },
+]"""
+    wf = workflow(d, "multifd_features", MULTIFD_FEATURES, matrix=matrix)
+    return d / "r.duckdb", migflow("run", str(wf), "--results", str(d / "r.duckdb"))
+
+
+@pytest.mark.lab
+def test_zerocopy_migrates_both_ways_with_zero_copy_send_in_force(multifd_features):
+    db, proc = multifd_features
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    legs = [x for x in legs_of(db, "memory_verified") if x["scenario"].startswith("feature=zerocopy")]
+    assert [x["leg"] for x in legs] == [1, 2]
+    for x in legs:
+        assert x["status"] == "completed" and x["memory_verified"] is True, x
+        assert {"multifd", "zero-copy-send"} <= set(x["in_force"]["capabilities"]), x["in_force"]
+        memlock = x["extra"]["memlock"]
+        assert memlock["needed"] == 256 * 2**20
+        # the kernel lets QEMU pin what it sends: it does not count (CAP_IPC_LOCK), or the limit covers the guest's RAM
+        assert memlock["cap_ipc_lock"] or memlock["after"][0] >= memlock["needed"], memlock
+        # QEMU's own count of syncs where the kernel copied anyway (<= syncs x channels... x flushes): reported, a number
+        assert isinstance(x["stats"]["ram"]["dirty-sync-missed-zero-copy"], int)
+
+
+@pytest.mark.lab
+def test_multifd_zstd_migrates_both_ways_with_what_qemu_reports(multifd_features):
+    db, proc = multifd_features
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    legs = [x for x in legs_of(db, "memory_verified", "ram_transferred", "ram_normal_bytes") if x["scenario"].startswith("feature=zstd")]
+    assert [x["leg"] for x in legs] == [1, 2]
+    for x in legs:
+        assert x["status"] == "completed" and x["memory_verified"] is True, x
+        assert "multifd" in x["in_force"]["capabilities"] and "zero-copy-send" not in x["in_force"]["capabilities"]
+        assert x["in_force"]["parameters"]["multifd-compression"] == "zstd" and x["in_force"]["parameters"]["multifd-zstd-level"] == 1
+        assert "memlock" not in x["extra"]
+
+
 @pytest.fixture(scope="module")
 def refused_settings(lab, tmp_path_factory):
     """Settings this QEMU accepts and ignores, or lacks: each run fails in set-capabilities."""
@@ -469,3 +548,29 @@ def test_features_of_a_newer_qemu_fail_naming_the_version_that_brings_them(refus
         f"parameter avail-switchover-bandwidth needs QEMU >= 8.2, this host (mflab-a) has QEMU {version}",
         f"parameter zero-page-detection needs QEMU >= 9.0, this host (mflab-a) has QEMU {version}",
     ]
+
+
+@pytest.mark.lab
+def test_zerocopy_without_locked_memory_is_refused_before_migrating(lab, tmp_path):
+    """Without CAP_IPC_LOCK the kernel counts the pages MSG_ZEROCOPY pins against RLIMIT_MEMLOCK
+    (8 MiB here): QEMU 7.2 would fail mid-migration ("Process can't lock enough memory for using
+    MSG_ZEROCOPY").  The backend raises the limit to the guest's RAM like libvirt, and when it
+    cannot (no CAP_SYS_RESOURCE, hard limit below that) says so before migrating."""
+    wf = workflow(tmp_path, "zc_nolock", '\n[[steps]]\nuse = "migrate"\nmode = "qmp-multifd"\nflags = ["zerocopy"]\n', prepare="wait_steady = false")
+    db = tmp_path / "r.duckdb"
+    proc = subprocess.run(
+        # migflow and the QEMUs it starts without both capabilities, under an 8 MiB hard limit
+        ["prlimit", "--memlock=8388608:8388608", "setpriv", "--bounding-set=-ipc_lock,-sys_resource", "--inh-caps=-ipc_lock,-sys_resource", "--"]
+        + [sys.executable, "-m", "migflow", "run", str(wf), "--results", str(db)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    [(status, error, extra)] = query(db, "SELECT status, error, extra FROM migrations")
+    assert status == "failed", error
+    assert error.startswith(
+        "zerocopy: QEMU on mflab-a must be allowed to lock the guest's RAM (256 MiB; its RLIMIT_MEMLOCK is 8192 KiB, hard limit 8192 KiB), and raising it failed"
+    ), error
+    assert "migrate_uri" not in json.loads(extra or "{}")  # refused before QEMU's migrate was sent

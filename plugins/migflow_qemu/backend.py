@@ -83,6 +83,17 @@ def _phases(leg) -> dict:
     }
 
 
+def _has_cap_ipc_lock(pid: int) -> bool:
+    """Does process ``pid`` have CAP_IPC_LOCK in its effective set?  Then the kernel does not
+    count the pages MSG_ZEROCOPY pins against its RLIMIT_MEMLOCK (``mm_account_pinned_pages``)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    return bool(eff & (1 << 14))  # CAP_IPC_LOCK = 14
+
+
 class QemuBackend(Backend):
     name = "qemu"
 
@@ -363,6 +374,32 @@ class QemuBackend(Backend):
         caps = _qmp_call(proc, "query-migrate-capabilities")
         return {"capabilities": sorted(c["capability"] for c in caps if c["state"]), "parameters": _qmp_call(proc, "query-migrate-parameters")}
 
+    # -- locked memory -------------------------------------------------------------------
+    def _allow_memlock(self, proc: QemuProcess, need: int) -> dict:
+        """zero-copy-send pins the guest pages it sends (Linux MSG_ZEROCOPY), counted against
+        the sending process's RLIMIT_MEMLOCK unless it has CAP_IPC_LOCK; like libvirt for
+        ``--zerocopy``, let the source QEMU lock as much as the guest's RAM (``need`` bytes)."""
+        import resource
+
+        host, pid = proc.host, proc.pid
+        if pid is None or (host.runner is not None and not host.runner.same_machine):
+            raise StepError(f"zerocopy: cannot raise the locked-memory limit of QEMU on {host.name}, which is not this machine")
+        inf = resource.RLIM_INFINITY
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_MEMLOCK)
+        record = {"needed": need, "before": [soft, hard], "cap_ipc_lock": _has_cap_ipc_lock(pid)}
+        if record["cap_ipc_lock"] or soft == inf or soft >= need:  # the kernel does not count, or the limit suffices
+            return {**record, "after": [soft, hard]}
+        new = (need, hard if hard == inf or hard >= need else need)
+        try:
+            resource.prlimit(pid, resource.RLIMIT_MEMLOCK, new)
+        except (OSError, ValueError) as exc:
+            raise StepError(
+                f"zerocopy: QEMU on {host.name} must be allowed to lock the guest's RAM ({need // 2**20} MiB; its RLIMIT_MEMLOCK is "
+                f"{soft // 2**10} KiB, hard limit {'unlimited' if hard == inf else f'{hard // 2**10} KiB'}), and raising it failed: {exc}",
+                hint="run migflow as root, or raise the hard limit (ulimit -l, /etc/security/limits.conf) to at least the guest's memory",
+            ) from None
+        return {**record, "after": list(resource.prlimit(pid, resource.RLIMIT_MEMLOCK))}
+
     # -- migration --------------------------------------------------------------------
     def _leg_settings(self, ctx, leg) -> tuple[dict, dict]:
         bad = [f for f in leg.flags if f in UNSUPPORTED_FLAGS]
@@ -405,6 +442,8 @@ class QemuBackend(Backend):
             listening = _qmp_call(dst, "query-migrate").get("socket-address") or []
             port = int(next((a["port"] for a in listening if a.get("type") == "inet"), port))
             self._apply(src, caps, params)
+            if caps.get("zero-copy-send"):
+                leg.extra["memlock"] = self._allow_memlock(src, int(d["memory_mib"]) * 2**20)
             leg.extra["in_force"] = self._in_force(src)
         except StepError:
             dst.stop()

@@ -33,6 +33,7 @@ FLAG_CAPABILITIES = {
     "compressed": "xbzrle",
     "auto-converge": "auto-converge",
     "postcopy": "postcopy-ram",
+    "zerocopy": "zero-copy-send",
 }
 
 #: flags the qemu backend cannot honour, with the reason; refused by ``migflow validate``
@@ -49,7 +50,6 @@ UNSUPPORTED_FLAGS = {
     "copy-storage-synchronous-writes": "a libvirt storage-migration flag, and the qemu backend's guest has no disk",
     "offline": "an offline migration moves a libvirt domain definition; the qemu backend has none",
     "change-protection": "a libvirt flag (it forbids changing the domain definition during the migration)",
-    "zerocopy": "not implemented by the qemu backend yet",
 }
 
 #: migrate-step options only the libvirt backend knows -> why the qemu backend refuses them
@@ -133,7 +133,25 @@ def rules() -> list:
     switched on in the scenario (set-capabilities and the flags' own).
     """
 
+    def zerocopy(f, c, p, o):
+        return "zero-copy-send" in c
+
     return [
+        (
+            lambda f, c, p, o: zerocopy(f, c, p, o) and "multifd" not in c,
+            "flags",
+            "zerocopy needs multifd: use mode qmp-multifd or the parallel flag (QEMU: zero copy only available for multifd migration)",
+        ),
+        (
+            lambda f, c, p, o: zerocopy(f, c, p, o) and ("xbzrle" in c or p.get("multifd-compression", "none") != "none"),
+            "flags",
+            "zerocopy works without compression: neither the compressed flag (xbzrle) nor multifd-compression (QEMU: zero copy only available for non-compressed non-TLS multifd migration)",
+        ),
+        (
+            lambda f, c, p, o: zerocopy(f, c, p, o) and "tls" in f,
+            "flags",
+            "zerocopy works without TLS only (QEMU: zero copy only available for non-compressed non-TLS multifd migration)",
+        ),
         (
             lambda f, c, p, o: "postcopy_switch" in o,
             "postcopy_switch",
