@@ -3,12 +3,13 @@
 End to end on the lab: it migrates the lab guest both ways, fills the same
 tables and columns as the libvirt backend (one SQL query compares them), keeps
 the source's final query-migrate raw, and leaves no QEMU process behind; its
-QEMU-only features (zero-copy, multifd compression) migrate for real, and what
-it cannot do is refused by name.  The validation tests and the read-back checks
-need no lab."""
+QEMU-only features (zero-copy, post-copy switching, multifd compression)
+migrate for real, and what it cannot do is refused by name.  The validation
+tests and the read-back checks need no lab."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -281,11 +282,7 @@ def test_the_same_options_are_the_libvirt_backends_business(tmp_path):
     [
         ('mode = "qmp-tcp"\nflags = ["zerocopy"]', "steps[1].flags", "zerocopy needs multifd"),
         ('mode = "qmp-multifd"\nflags = ["zerocopy", "compressed"]', "steps[1].flags", "zerocopy works without compression"),
-        (
-            'mode = "qmp-tcp"\nflags = ["postcopy"]\npostcopy_switch = { after_iterations = 1 }',
-            "steps[1].postcopy_switch",
-            "postcopy_switch is not implemented by the qemu backend yet",
-        ),
+        ('mode = "qmp-tcp"\npostcopy_switch = { after_iterations = 1 }', "steps[1].postcopy_switch", "postcopy_switch needs the postcopy flag"),
     ],
 )
 def test_validate_refuses_impossible_combinations(tmp_path, steps, path, words):
@@ -306,9 +303,10 @@ def test_validate_refuses_zerocopy_with_multifd_compression(tmp_path):
     [
         '\n[[steps]]\nuse = "migrate"\nmode = "qmp-multifd"\nflags = ["zerocopy"]\n',
         '\n[[steps]]\nuse = "migrate"\nmode = "qmp-tcp"\nflags = ["parallel", "zerocopy"]\n',
+        '\n[[steps]]\nuse = "set-capabilities"\ncapabilities = { postcopy-ram = true }\n\n[[steps]]\nuse = "migrate"\npostcopy_switch = { when_stalled = 2 }\n',
         '\n[[steps]]\nuse = "set-capabilities"\ncapabilities = { dirty-limit = true }\nparameters = { vcpu-dirty-limit = 10, zero-page-detection = "none" }\n\n[[steps]]\nuse = "migrate"\n',
     ],
-    ids=["zerocopy", "parallel-zerocopy", "newer-qemu-names"],
+    ids=["zerocopy", "parallel-zerocopy", "postcopy-switch", "newer-qemu-names"],
 )
 def test_validate_accepts_what_the_qemu_backend_does(tmp_path, steps):
     """(Names a newer QEMU brings are accepted here: only the host's QEMU can say whether it has them.)"""
@@ -574,3 +572,65 @@ def test_zerocopy_without_locked_memory_is_refused_before_migrating(lab, tmp_pat
         "zerocopy: QEMU on mflab-a must be allowed to lock the guest's RAM (256 MiB; its RLIMIT_MEMLOCK is 8192 KiB, hard limit 8192 KiB), and raising it failed"
     ), error
     assert "migrate_uri" not in json.loads(extra or "{}")  # refused before QEMU's migrate was sent
+
+
+POSTCOPY = """
+[[steps]]
+use = "set-capabilities"
+parameters = { max-bandwidth = 16777216, downtime-limit = 10 }
+
+[[steps]]
+use = "migrate"
+mode = "qmp-tcp"
+flags = ["postcopy"]
+postcopy_switch = "${switch}"
+timeout = { seconds = 60, action = "abort" }
+"""
+
+
+@pytest.fixture(scope="module")
+def postcopy_runs(lab, tmp_path_factory):
+    """A guest rewriting its 16 MiB working set at 64 MiB/s over a 16 MiB/s cap never converges in
+    pre-copy (a pass takes a second, and finds it all dirty again even if the guest gets a quarter
+    of its rate): switched after 1 pass, or once the RAM still to send stops shrinking; a round trip each."""
+    d = tmp_path_factory.mktemp("postcopy")
+    matrix = "[matrix]\nswitch = [{ after_iterations = 1 }, { when_stalled = 1 }]"
+    wf = workflow(d, "qemu_postcopy", POSTCOPY, matrix=matrix, ws=16, rate=64)
+    return d / "r.duckdb", migflow("run", str(wf), "--results", str(d / "r.duckdb"))
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize(
+    "scenario, reason",
+    [('switch={"after_iterations":1}', "after 1 iteration"), ('switch={"when_stalled":1}', "RAM still to send did not shrink for 1 iteration")],
+)
+def test_postcopy_switch_records_when_and_why(postcopy_runs, scenario, reason):
+    db, proc = postcopy_runs
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    legs = [x for x in legs_of(db, "run_id", "memory_verified", "postcopy_started_ms", "postcopy_ms", "wall_ms") if x["scenario"] == scenario]
+    assert [x["leg"] for x in legs] == [1, 2]
+    for x in legs:
+        assert x["status"] == "completed" and x["memory_verified"] is True, x
+        assert "postcopy-ram" in x["in_force"]["capabilities"]
+        switch = x["extra"]["postcopy_switch"]
+        assert switch["reason"] == reason and "error" not in switch, switch
+        # QEMU entered post-copy after migflow asked, and the leg ended after that
+        assert 0 < switch["requested_ms"] <= x["postcopy_started_ms"] < x["wall_ms"], (switch, x["postcopy_started_ms"])
+        assert x["postcopy_ms"] > 0
+        samples = query(
+            db,
+            "SELECT kind, iteration, remaining FROM samples WHERE run_id = ? AND leg = ? AND kind IN ('iteration', 'postcopy') ORDER BY ms",
+            x["run_id"],
+            x["leg"],
+        )
+        kinds = [k for k, _, _ in samples]
+        assert kinds.count("postcopy") == 1
+        passes = [i for k, i, _ in samples if k == "iteration"]
+        n = switch["iteration"]
+        assert kinds.index("postcopy") == passes.index(n) + 1  # right after the sample of the pass that fired it
+        if reason.startswith("after"):
+            assert n == 2
+        else:  # the first pass at which the RAM still to send (as QEMU reported it when a pass began) did not shrink
+            remaining = [r for k, i, r in samples if k == "iteration" and r is not None and i <= n]  # pass 1 may still be in setup: no RAM figures
+            assert remaining[-1] >= remaining[-2], remaining
+            assert all(b < a for a, b in itertools.pairwise(remaining[:-1])), remaining

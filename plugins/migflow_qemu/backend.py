@@ -19,6 +19,7 @@ gives an ``iteration`` sample) and lifts QEMU's default bandwidth cap of
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import re
@@ -92,6 +93,17 @@ def _has_cap_ipc_lock(pid: int) -> bool:
     except (OSError, StopIteration, ValueError):
         return False
     return bool(eff & (1 << 14))  # CAP_IPC_LOCK = 14
+
+
+def _postcopy_times(leg) -> dict:
+    """When QEMU entered post-copy (``MIGRATION`` ``postcopy-active``) and how long post-copy lasted, on the client's clock."""
+    active, end = leg.backend_state.get("postcopy_arrived"), leg.backend_state.get("end_arrived")
+    if active is None:
+        return {}
+    out = {"postcopy_started_ms": round((active - leg.started_mono) * 1000.0, 3)}
+    if end is not None:
+        out["postcopy_ms"] = round((end - active) * 1000.0, 3)
+    return out
 
 
 class QemuBackend(Backend):
@@ -433,6 +445,7 @@ class QemuBackend(Backend):
                 raise StepError(f"migrate_uri {options['migrate_uri']!r}: the qemu backend takes tcp://HOST[:PORT]")
             address, port = u.hostname, u.port or 0
         state = leg.backend_state
+        state["postcopy_switch"] = options.get("postcopy_switch")
         t0 = time.monotonic()
         dst = self._start(ctx, leg.destination, incoming=True)
         state["dst"] = dst
@@ -488,6 +501,7 @@ class QemuBackend(Backend):
             leg.extra["timeout_action"] = state["timeout_action"]
         leg.extra["stats_source"] = "qemu"
         leg.extra.update(_phases(leg))
+        leg.extra.update(_postcopy_times(leg))
         if status != "completed":
             dst.stop()
             message = (leg.final_stats or {}).get("error-desc") or f"migration {status}"
@@ -519,6 +533,8 @@ class QemuBackend(Backend):
                 data = ev.get("data") or {}
                 if ev["event"] == "MIGRATION" and data.get("status") == "setup":
                     leg.backend_state.setdefault("setup_arrived", time.monotonic())
+                if ev["event"] == "MIGRATION" and data.get("status") == "postcopy-active":
+                    leg.backend_state.setdefault("postcopy_arrived", time.monotonic())
                 if ev["event"] == "MIGRATION" and data.get("status") in _TERMINAL:
                     leg.stop_clock()
                     leg.backend_state["end_arrived"] = time.monotonic()
@@ -534,17 +550,55 @@ class QemuBackend(Backend):
                 status = _qmp_call(src, "query-migrate").get("status")
                 if status in _TERMINAL:
                     leg.stop_clock()
+                    leg.backend_state.setdefault("end_arrived", time.monotonic())
                     return status
 
     def _iteration_sample(self, ctx, leg, src: QemuProcess, iteration) -> None:
         try:
             stats = src.client.execute("query-migrate", timeout=5)
         except (QMPError, QMPConnectionError):
+            stats = None
+        if stats is not None:
+            if stats.get("status") not in (None, "none") and iteration is not None:
+                ram = stats.setdefault("ram", {})
+                ram["dirty-sync-count"] = max(int(iteration), ram.get("dirty-sync-count") or 0)
+            ctx.emit_sample(leg, stats, kind="iteration")
+        if iteration is not None:
+            self._maybe_switch_to_postcopy(ctx, leg, src, int(iteration), (stats or {}).get("ram", {}).get("remaining"))
+
+    def _maybe_switch_to_postcopy(self, ctx, leg, src: QemuProcess, iteration: int, remaining: int | None) -> None:
+        """``postcopy_switch``: after N passes, or when the RAM still to send stopped shrinking
+        (the libvirt backend's rule, on QEMU's MIGRATION_PASS events)."""
+        state = leg.backend_state
+        switch = state.get("postcopy_switch")
+        if not switch or state.get("postcopy_requested"):
             return
-        if stats and stats.get("status") not in (None, "none") and iteration is not None:
-            ram = stats.setdefault("ram", {})
-            ram["dirty-sync-count"] = max(int(iteration), ram.get("dirty-sync-count") or 0)
-        ctx.emit_sample(leg, stats, kind="iteration")
+        history = state.setdefault("remaining_at_pass", [])
+        if remaining is not None:
+            history.append(remaining)
+        reason = None
+        n = switch.get("after_iterations")
+        if n is not None and iteration >= n + 1:  # pass n+1 began: n passes are done
+            reason = f"after {n} iteration{'s' if n != 1 else ''}"
+        m = switch.get("when_stalled")
+        if m is not None and len(history) > m and all(b >= a for a, b in itertools.pairwise(history[-(m + 1) :])):
+            reason = f"RAM still to send did not shrink for {m} iteration{'s' if m != 1 else ''}"
+        if reason is None:
+            return
+        state["postcopy_requested"] = True
+        try:
+            src.client.execute("migrate-start-postcopy", timeout=10)
+        except (QMPError, QMPConnectionError) as exc:
+            leg.extra["postcopy_switch"] = {"reason": reason, "iteration": iteration, "error": str(exc)}
+            ctx.echo(f"leg {leg.number}: could not switch to post-copy ({reason}): {exc}")
+            return
+        leg.extra["postcopy_switch"] = {"reason": reason, "iteration": iteration, "requested_ms": round(leg.elapsed_ms(), 3)}
+        ctx.echo(f"leg {leg.number}: switched to post-copy {reason}")
+        try:
+            stats = src.client.execute("query-migrate", timeout=5)
+        except (QMPError, QMPConnectionError):
+            stats = None
+        ctx.emit_sample(leg, stats or {"status": "postcopy-requested"}, kind="postcopy")
 
     def _on_timeout(self, ctx, leg, src: QemuProcess, action: str) -> None:
         if leg.done.is_set() or not src.alive():

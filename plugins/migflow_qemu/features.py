@@ -153,8 +153,8 @@ def rules() -> list:
             "zerocopy works without TLS only (QEMU: zero copy only available for non-compressed non-TLS multifd migration)",
         ),
         (
-            lambda f, c, p, o: "postcopy_switch" in o,
+            lambda f, c, p, o: "postcopy_switch" in o and "postcopy-ram" not in c,
             "postcopy_switch",
-            'postcopy_switch is not implemented by the qemu backend yet (timeout.action = "postcopy" is)',
+            "postcopy_switch needs the postcopy flag (post-copy must be enabled on both sides before the migration starts)",
         ),
     ]
