@@ -3,7 +3,7 @@
 End to end on the lab: it migrates the lab guest both ways, fills the same
 tables and columns as the libvirt backend (one SQL query compares them), keeps
 the source's final query-migrate raw, and leaves no QEMU process behind; its
-QEMU-only features (zero-copy, post-copy switching, multifd compression)
+QEMU-only features (zero-copy, post-copy switching, multifd compression, TLS)
 migrate for real, and what it cannot do is refused by name.  The validation
 tests and the read-back checks need no lab."""
 
@@ -282,6 +282,7 @@ def test_the_same_options_are_the_libvirt_backends_business(tmp_path):
     [
         ('mode = "qmp-tcp"\nflags = ["zerocopy"]', "steps[1].flags", "zerocopy needs multifd"),
         ('mode = "qmp-multifd"\nflags = ["zerocopy", "compressed"]', "steps[1].flags", "zerocopy works without compression"),
+        ('mode = "qmp-multifd"\nflags = ["zerocopy", "tls"]', "steps[1].flags", "zerocopy works without TLS"),
         ('mode = "qmp-tcp"\npostcopy_switch = { after_iterations = 1 }', "steps[1].postcopy_switch", "postcopy_switch needs the postcopy flag"),
     ],
 )
@@ -303,10 +304,11 @@ def test_validate_refuses_zerocopy_with_multifd_compression(tmp_path):
     [
         '\n[[steps]]\nuse = "migrate"\nmode = "qmp-multifd"\nflags = ["zerocopy"]\n',
         '\n[[steps]]\nuse = "migrate"\nmode = "qmp-tcp"\nflags = ["parallel", "zerocopy"]\n',
+        '\n[[steps]]\nuse = "migrate"\nmode = "qmp-multifd"\nflags = ["tls"]\n',
         '\n[[steps]]\nuse = "set-capabilities"\ncapabilities = { postcopy-ram = true }\n\n[[steps]]\nuse = "migrate"\npostcopy_switch = { when_stalled = 2 }\n',
         '\n[[steps]]\nuse = "set-capabilities"\ncapabilities = { dirty-limit = true }\nparameters = { vcpu-dirty-limit = 10, zero-page-detection = "none" }\n\n[[steps]]\nuse = "migrate"\n',
     ],
-    ids=["zerocopy", "parallel-zerocopy", "postcopy-switch", "newer-qemu-names"],
+    ids=["zerocopy", "parallel-zerocopy", "tls", "postcopy-switch", "newer-qemu-names"],
 )
 def test_validate_accepts_what_the_qemu_backend_does(tmp_path, steps):
     """(Names a newer QEMU brings are accepted here: only the host's QEMU can say whether it has them.)"""
@@ -416,6 +418,12 @@ def test_names_this_qemu_lacks_fail_with_the_version_that_brings_them(fake_qemu)
 
 
 # -- QEMU-only features, migrating for real on the lab ----------------------------------------------------------------
+
+
+def lab_address(name: str) -> str:
+    from migflow_lab import api as hosts
+
+    return hosts.host(name).address
 
 
 def qemu_version() -> str:
@@ -634,3 +642,45 @@ def test_postcopy_switch_records_when_and_why(postcopy_runs, scenario, reason):
             remaining = [r for k, i, r in samples if k == "iteration" and r is not None and i <= n]  # pass 1 may still be in setup: no RAM figures
             assert remaining[-1] >= remaining[-2], remaining
             assert all(b < a for a, b in itertools.pairwise(remaining[:-1])), remaining
+
+
+@pytest.fixture(scope="module")
+def tls_run(lab, tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    wf = workflow(d, "qemu_tls", '\n[[steps]]\nuse = "migrate"\nmode = "qmp-multifd"\nflags = ["tls"]\ntimeout = { seconds = 60, action = "abort" }\n')
+    return d / "r.duckdb", migflow("run", str(wf), "--results", str(d / "r.duckdb"))
+
+
+@pytest.mark.lab
+def test_tls_both_ways_with_qemus_own_view_of_both_sides(tls_run):
+    from migflow_lab.api import LAB_ROOT
+
+    db, proc = tls_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    legs = legs_of(db, "memory_verified")
+    a, b = lab_address("mflab-a"), lab_address("mflab-b")
+    assert [(x["leg"], x["status"], x["memory_verified"]) for x in legs] == [(1, "completed", True), (2, "completed", True)], legs
+    for x, (src, dst, dst_addr) in zip(legs, [("mflab-a", "mflab-b", b), ("mflab-b", "mflab-a", a)], strict=True):
+        # the source's parameters while the leg ran: the client credentials, checked against the destination's address
+        params = x["in_force"]["parameters"]
+        assert (params["tls-creds"], params["tls-hostname"]) == ("migflow-tls-client", dst_addr), params
+        assert "multifd" in x["in_force"]["capabilities"]
+        # the destination QEMU's own view: server credentials (it accepts nothing but TLS then)
+        tls = x["extra"]["tls"]
+        assert (tls["destination"]["tls-creds"], tls["source"]["tls-creds"]) == ("migflow-tls-server", "migflow-tls-client"), tls
+        assert (tls["source"]["dir"], tls["destination"]["dir"]) == (str(LAB_ROOT / src / "migrate-tls"), str(LAB_ROOT / dst / "migrate-tls"))
+
+
+@pytest.mark.lab
+def test_tls_on_local_hosts_is_refused_clearly(tmp_path):
+    """qemu+local:// hosts have no certificate folder: the leg fails saying so, the guest stays on its source."""
+    wf = workflow(tmp_path, "tls_local", '\n[[steps]]\nuse = "migrate"\nflags = ["tls"]\n', prepare="wait_steady = false")
+    db = tmp_path / "r.duckdb"
+    proc = migflow("run", str(wf), "--src", "qemu+local://127.0.0.1", "--dst", "qemu+local://127.0.0.2", "--results", str(db))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    [(status, error)] = query(db, "SELECT status, error FROM migrations")
+    assert status == "failed" and error.startswith(
+        "the tls flag needs QEMU x509 credentials on 127.0.0.1, and qemu+local://127.0.0.1 names no folder of them"
+    ), error
+    [(result,)] = query(db, "SELECT result FROM steps WHERE step = 'restore'")
+    assert json.loads(result)["found"] == {"source": "running"}

@@ -37,7 +37,7 @@ def _unsupported() -> dict:
 def _known_flags() -> tuple[str, ...]:
     from .features import FLAG_CAPABILITIES, UNSUPPORTED_FLAGS
 
-    return ("live", *FLAG_CAPABILITIES, *UNSUPPORTED_FLAGS)
+    return ("live", "tls", *FLAG_CAPABILITIES, *UNSUPPORTED_FLAGS)
 
 
 MODES = (

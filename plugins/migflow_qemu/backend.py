@@ -33,12 +33,12 @@ from urllib.parse import urlsplit
 from migflow.backend import DEFAULT_TIMEOUT_ACTION, Backend
 from migflow.errors import HostError, PrerequisiteError, StepError
 
-from .features import FLAG_CAPABILITIES, LEVELS_APPLIED_SINCE, UNSUPPORTED_FLAGS, missing_message, version_tuple
+from .features import FLAG_CAPABILITIES, LEVELS_APPLIED_SINCE, TLS_FILES, UNSUPPORTED_FLAGS, missing_message, version_tuple
 from .hosts import QemuHost, resolve
 from .process import QemuProcess
 from .qmp import QMPConnectionError, QMPError
 
-__all__ = ["FLAG_CAPABILITIES", "LIBVIRT_MAX_BANDWIDTH", "RUN_DIR", "SERIAL_DIR", "UNSUPPORTED_FLAGS", "QemuBackend", "accel"]
+__all__ = ["FLAG_CAPABILITIES", "LIBVIRT_MAX_BANDWIDTH", "RUN_DIR", "SERIAL_DIR", "TLS_OBJECT", "UNSUPPORTED_FLAGS", "QemuBackend", "accel"]
 
 QEMU = os.environ.get("MIGFLOW_QEMU_BINARY", "qemu-system-x86_64")
 #: where guests write their heartbeat (the same folder as the libvirt backend's)
@@ -50,7 +50,9 @@ RUN_DIR = "/var/tmp/migflow/qemu"
 LIBVIRT_MAX_BANDWIDTH = (2**63 - 1) // 2**20 * 2**20
 
 #: flags the backend handles itself (the others switch a capability on, FLAG_CAPABILITIES)
-_OWN_FLAGS = ("live",)
+_OWN_FLAGS = ("live", "tls")
+#: ids of the tls-creds-x509 objects the backend adds to a QEMU, per endpoint
+TLS_OBJECT = {"server": "migflow-tls-server", "client": "migflow-tls-client"}
 _TERMINAL = ("completed", "failed", "cancelled")
 #: QMP run states in which the guest lives in that process
 _HOLDS_GUEST = ("running", "paused", "prelaunch", "debug", "suspended", "watchdog", "io-error", "finish-migrate", "restore-vm", "save-vm", "colo")
@@ -386,7 +388,41 @@ class QemuBackend(Backend):
         caps = _qmp_call(proc, "query-migrate-capabilities")
         return {"capabilities": sorted(c["capability"] for c in caps if c["state"]), "parameters": _qmp_call(proc, "query-migrate-parameters")}
 
-    # -- locked memory -------------------------------------------------------------------
+    # -- TLS and locked memory -----------------------------------------------------------
+    def _tls_dir(self, uri: str) -> str:
+        """The host's folder of QEMU x509 credentials; a clear refusal when its URI names none."""
+        host = self.hosts[uri]
+        if not host.tls_dir:
+            raise StepError(
+                f"the tls flag needs QEMU x509 credentials on {host.name}, and {host.uri} names no folder of them",
+                hint="qemu+local:// hosts have none: use the lab's hosts (qemu+lab://mflab-a, qemu+lab://mflab-b) or the libvirt backend",
+            )
+        return host.tls_dir
+
+    def _tls_creds(self, proc: QemuProcess, uri: str, endpoint: str) -> str:
+        """Add (once per QEMU) a ``tls-creds-x509`` object for ``endpoint`` (server on the
+        destination, client on the source) reading the host's folder, peers verified; its id."""
+        ident = TLS_OBJECT[endpoint]
+        if ident in proc.tls_objects:
+            return ident
+        host, folder = self.hosts[uri], self._tls_dir(uri)
+        files = [os.path.join(folder, f) for f in TLS_FILES[endpoint]]
+        try:
+            out = subprocess.run(
+                host.argv(["sh", "-c", 'for f; do [ -r "$f" ] || echo "$f"; done', "sh", *files]), check=False, capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise StepError(f"cannot check the TLS credentials on {host.name}: {exc}") from None
+        unreadable = out.stdout.split()
+        if out.returncode != 0 or unreadable:
+            raise StepError(
+                f"TLS on {host.name}: QEMU's {endpoint} credentials need {', '.join(TLS_FILES[endpoint])} in {folder}; "
+                f"missing or unreadable: {', '.join(os.path.basename(f) for f in unreadable) or out.stderr.strip()}"
+            )
+        _qmp_call(proc, "object-add", {"qom-type": "tls-creds-x509", "id": ident, "endpoint": endpoint, "dir": folder, "verify-peer": True})
+        proc.tls_objects.add(ident)
+        return ident
+
     def _allow_memlock(self, proc: QemuProcess, need: int) -> dict:
         """zero-copy-send pins the guest pages it sends (Linux MSG_ZEROCOPY), counted against
         the sending process's RLIMIT_MEMLOCK unless it has CAP_IPC_LOCK; like libvirt for
@@ -444,20 +480,36 @@ class QemuBackend(Backend):
             if u.scheme != "tcp" or not u.hostname:
                 raise StepError(f"migrate_uri {options['migrate_uri']!r}: the qemu backend takes tcp://HOST[:PORT]")
             address, port = u.hostname, u.port or 0
+        tls = "tls" in leg.flags
+        if tls:
+            for uri in (leg.source, leg.destination):
+                self._tls_dir(uri)  # before starting anything: a host without credentials is refused
         state = leg.backend_state
         state["postcopy_switch"] = options.get("postcopy_switch")
         t0 = time.monotonic()
         dst = self._start(ctx, leg.destination, incoming=True)
         state["dst"] = dst
         try:
-            self._apply(dst, caps, params)
+            src_params, dst_params = dict(params), dict(params)
+            if tls:
+                dst_params["tls-creds"] = self._tls_creds(dst, leg.destination, "server")
+                src_params["tls-creds"] = self._tls_creds(src, leg.source, "client")
+                src_params["tls-hostname"] = self.hosts[leg.destination].address  # the name the server's certificate must carry
+            elif src.tls_objects:  # TLS in an earlier leg of this QEMU: not in this one
+                src_params.update({"tls-creds": "", "tls-hostname": ""})
+            self._apply(dst, caps, dst_params)
             _qmp_call(dst, "migrate-incoming", {"uri": f"tcp:{address}:{port}"})
             listening = _qmp_call(dst, "query-migrate").get("socket-address") or []
             port = int(next((a["port"] for a in listening if a.get("type") == "inet"), port))
-            self._apply(src, caps, params)
+            self._apply(src, caps, src_params)
             if caps.get("zero-copy-send"):
                 leg.extra["memlock"] = self._allow_memlock(src, int(d["memory_mib"]) * 2**20)
             leg.extra["in_force"] = self._in_force(src)
+            if tls:
+                leg.extra["tls"] = {
+                    role: {k: v for k, v in self._in_force(p)["parameters"].items() if k.startswith("tls-")} | {"dir": self.hosts[uri].tls_dir}
+                    for role, p, uri in (("source", src, leg.source), ("destination", dst, leg.destination))
+                }
         except StepError:
             dst.stop()
             raise

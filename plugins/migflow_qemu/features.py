@@ -20,6 +20,7 @@ __all__ = [
     "FEATURES",
     "FLAG_CAPABILITIES",
     "LIBVIRT_OPTIONS",
+    "TLS_FILES",
     "UNSUPPORTED_FLAGS",
     "Feature",
     "missing_message",
@@ -41,7 +42,6 @@ UNSUPPORTED_FLAGS = {
     "persistent": "the qemu backend keeps no domain definitions",
     "undefinesource": "the qemu backend keeps no domain definitions",
     "tunnelled": "only libvirtd can tunnel the migration stream",
-    "tls": "QEMU TLS needs tls-creds objects the qemu backend does not create",
     "unsafe": "a libvirt safety check; QEMU has none to skip",
     "abort-on-error": "a libvirt flag (abort on guest I/O errors)",
     "paused": "not implemented by the qemu backend",
@@ -60,6 +60,12 @@ LIBVIRT_OPTIONS = {
     "disks_port": "the qemu backend's guest has no disks to copy (no NBD server)",
     "destination_xml": "there is no libvirt domain XML on the qemu backend",
     "persistent_xml": "there is no libvirt domain XML on the qemu backend",
+}
+
+#: the files QEMU's tls-creds-x509 object reads from its ``dir`` (QEMU's fixed names), per endpoint
+TLS_FILES = {
+    "server": ("ca-cert.pem", "server-cert.pem", "server-key.pem"),
+    "client": ("ca-cert.pem", "client-cert.pem", "client-key.pem"),
 }
 
 

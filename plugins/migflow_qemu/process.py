@@ -40,6 +40,8 @@ class QemuProcess:
         self.kept = False
         #: what this QEMU told once and cannot change: its version, the names it offers
         self.facts: dict = {}
+        #: ids of the tls-creds objects added to it (object-add)
+        self.tls_objects: set[str] = set()
 
     @property
     def pid(self) -> int | None:
