@@ -76,14 +76,14 @@ def test_qemu_backend_migrates_both_ways_and_fills_the_statistics(both):
     cols = ", ".join(STAT_COLUMNS)
     legs = query(
         db,
-        f"""SELECT m.run_id, leg, source, destination, mode, m.status, wall_ms, {cols}, stats, m.extra
+        f"""SELECT m.run_id, leg, source, destination, mode, m.status, wall_ms, {cols}, stats, m.in_force, m.extra
                          FROM migrations m JOIN runs r USING (run_id) WHERE r.backend = 'qemu' ORDER BY m.run_id, leg""",
     )
     assert len(legs) == 4
     for row in legs:
         run_id, leg, source, destination, mode, status, wall = row[:7]
         stats_cols = dict(zip(STAT_COLUMNS, row[7 : 7 + len(STAT_COLUMNS)], strict=True))
-        stats, extra = json.loads(row[-2]), json.loads(row[-1])
+        stats, in_force, extra = json.loads(row[-3]), json.loads(row[-2]), json.loads(row[-1])
         assert mode == "qmp-tcp" and status == "completed"
         assert all(v is not None for v in stats_cols.values()), stats_cols
         # leg 1 goes a -> b, leg 2 comes back
@@ -96,7 +96,7 @@ def test_qemu_backend_migrates_both_ways_and_fills_the_statistics(both):
         assert stats["status"] == "completed" and "multifd-bytes" in stats["ram"] and "libvirt" not in stats
         assert stats["ram"]["transferred"] == stats_cols["ram_transferred"]
         assert extra["source_exit"] == "quit" and extra["destination_state"] == "running"
-        assert extra["in_force"]["parameters"]["max-bandwidth"] > 2**40  # libvirt's unlimited default
+        assert in_force["parameters"]["max-bandwidth"] > 2**40  # libvirt's unlimited default (its own column, not in extra)
         [(n,)] = query(db, "SELECT count(*) FROM samples WHERE run_id = ? AND leg = ?", run_id, leg)
         assert n >= 1
     for (result,) in query(db, "SELECT s.result FROM steps s JOIN runs r USING (run_id) WHERE r.backend = 'qemu' AND step = 'restore'"):
