@@ -65,8 +65,9 @@ def migflow_host_runner(uri):
     from migflow.registry import HostRunner
 
     from .api import command_on
+    from .pki import migrate_dir
 
-    return HostRunner(h.name, h.address, partial(command_on, h), same_machine=True)
+    return HostRunner(h.name, h.address, partial(command_on, h), same_machine=True, tls_dir=str(migrate_dir(h)))
 
 
 @hookimpl

@@ -29,15 +29,15 @@ __all__ = ["MODES", "migflow_prepare_hosts", "migflow_register_backends", "migfl
 
 
 def _unsupported() -> dict:
-    from .backend import UNSUPPORTED_FLAGS  # no heavy imports there: os, threading, subprocess
+    from .features import UNSUPPORTED_FLAGS  # plain data
 
     return dict(UNSUPPORTED_FLAGS)
 
 
 def _known_flags() -> tuple[str, ...]:
-    from .backend import FLAG_CAPABILITIES, UNSUPPORTED_FLAGS
+    from .features import FLAG_CAPABILITIES, UNSUPPORTED_FLAGS
 
-    return ("live", *FLAG_CAPABILITIES, *UNSUPPORTED_FLAGS)
+    return ("live", "tls", *FLAG_CAPABILITIES, *UNSUPPORTED_FLAGS)
 
 
 MODES = (
@@ -79,11 +79,42 @@ def migflow_register_modes(register):
 
 @hookimpl
 def migflow_validate_scenario(workflow, scenario, plugins):
+    """What the qemu backend cannot do, refused before anything runs: libvirt domains,
+    several guests, the Linux guest, libvirt-only options and impossible combinations
+    (the libvirt-only flags are the modes' ``incompatible``, checked by the steps plugin)."""
     if getattr(workflow, "backend", None) != "qemu":
         return []
+    from .features import FLAG_CAPABILITIES, LIBVIRT_OPTIONS, rules
+
+    issues = []
     domain = scenario.domain or {}
     if "create" not in domain:
         return [("domain", "the qemu backend starts its own guest: describe it in [domain.create] ([domain] name/uuid name libvirt domains)")]
     if int(domain["create"].get("count", 1) or 1) > 1:
-        return [("domain.create.count", "the qemu backend migrates one guest per run: use the libvirt backend for several guests (an evacuation)")]
-    return []
+        issues.append(("domain.create.count", "the qemu backend migrates one guest per run: use the libvirt backend for several guests (an evacuation)"))
+    if domain["create"].get("guest") == "linux":
+        issues.append(
+            (
+                "domain.create.guest",
+                'the qemu backend boots the tiny guest only: the Linux guest needs the disk, NIC and consoles libvirt gives it (use backend = "libvirt")',
+            )
+        )
+    caps: set[str] = set()
+    params: dict = {}
+    for use in scenario.steps:
+        if use.name == "set-capabilities":
+            caps |= {c for c, on in use.options.get("capabilities", {}).items() if on}
+            params.update(use.options.get("parameters", {}))
+    for use in scenario.steps:
+        if use.name != "migrate":
+            continue
+        for key in use.options:
+            if key in LIBVIRT_OPTIONS:
+                issues.append((f"steps[{use.index}].{key}", f"{key} is a libvirt option the qemu backend cannot honour: {LIBVIRT_OPTIONS[key]}"))
+        mode = plugins.modes.get(use.options.get("mode") or "qmp-tcp")
+        flags = set(use.options.get("flags", [])) | set(mode.flags if mode is not None else ())
+        on = caps | {FLAG_CAPABILITIES[f] for f in flags if f in FLAG_CAPABILITIES}
+        for applies, key, message in rules():
+            if applies(flags, on, params, use.options):
+                issues.append((f"steps[{use.index}].{key}", message))
+    return issues

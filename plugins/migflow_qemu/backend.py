@@ -19,6 +19,7 @@ gives an ``iteration`` sample) and lifts QEMU's default bandwidth cap of
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import re
@@ -32,11 +33,12 @@ from urllib.parse import urlsplit
 from migflow.backend import DEFAULT_TIMEOUT_ACTION, Backend
 from migflow.errors import HostError, PrerequisiteError, StepError
 
+from .features import FLAG_CAPABILITIES, LEVELS_APPLIED_SINCE, TLS_FILES, UNSUPPORTED_FLAGS, missing_message, version_tuple
 from .hosts import QemuHost, resolve
 from .process import QemuProcess
 from .qmp import QMPConnectionError, QMPError
 
-__all__ = ["FLAG_CAPABILITIES", "LIBVIRT_MAX_BANDWIDTH", "RUN_DIR", "SERIAL_DIR", "UNSUPPORTED_FLAGS", "QemuBackend", "accel"]
+__all__ = ["FLAG_CAPABILITIES", "LIBVIRT_MAX_BANDWIDTH", "RUN_DIR", "SERIAL_DIR", "TLS_OBJECT", "UNSUPPORTED_FLAGS", "QemuBackend", "accel"]
 
 QEMU = os.environ.get("MIGFLOW_QEMU_BINARY", "qemu-system-x86_64")
 #: where guests write their heartbeat (the same folder as the libvirt backend's)
@@ -47,23 +49,10 @@ RUN_DIR = "/var/tmp/migflow/qemu"
 #: QEMU's own default is 128 MiB/s.
 LIBVIRT_MAX_BANDWIDTH = (2**63 - 1) // 2**20 * 2**20
 
-#: migrate-step flag -> the QEMU capability it switches on (both sides)
-FLAG_CAPABILITIES = {
-    "parallel": "multifd",
-    "compressed": "xbzrle",
-    "auto-converge": "auto-converge",
-    "postcopy": "postcopy-ram",
-}
-#: flags only libvirt knows; refused at validation time for qemu modes
-UNSUPPORTED_FLAGS = {
-    "persistent": "the qemu backend keeps no domain definitions",
-    "undefinesource": "the qemu backend keeps no domain definitions",
-    "tunnelled": "only libvirtd can tunnel the migration stream",
-    "tls": "QEMU TLS needs tls-creds objects the qemu backend does not create",
-    "unsafe": "a libvirt safety check; QEMU has none to skip",
-    "abort-on-error": "a libvirt flag (abort on guest I/O errors)",
-    "paused": "not implemented by the qemu backend",
-}
+#: flags the backend handles itself (the others switch a capability on, FLAG_CAPABILITIES)
+_OWN_FLAGS = ("live", "tls")
+#: ids of the tls-creds-x509 objects the backend adds to a QEMU, per endpoint
+TLS_OBJECT = {"server": "migflow-tls-server", "client": "migflow-tls-client"}
 _TERMINAL = ("completed", "failed", "cancelled")
 #: QMP run states in which the guest lives in that process
 _HOLDS_GUEST = ("running", "paused", "prelaunch", "debug", "suspended", "watchdog", "io-error", "finish-migrate", "restore-vm", "save-vm", "colo")
@@ -97,6 +86,28 @@ def _phases(leg) -> dict:
     }
 
 
+def _has_cap_ipc_lock(pid: int) -> bool:
+    """Does process ``pid`` have CAP_IPC_LOCK in its effective set?  Then the kernel does not
+    count the pages MSG_ZEROCOPY pins against its RLIMIT_MEMLOCK (``mm_account_pinned_pages``)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            eff = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    except (OSError, StopIteration, ValueError):
+        return False
+    return bool(eff & (1 << 14))  # CAP_IPC_LOCK = 14
+
+
+def _postcopy_times(leg) -> dict:
+    """When QEMU entered post-copy (``MIGRATION`` ``postcopy-active``) and how long post-copy lasted, on the client's clock."""
+    active, end = leg.backend_state.get("postcopy_arrived"), leg.backend_state.get("end_arrived")
+    if active is None:
+        return {}
+    out = {"postcopy_started_ms": round((active - leg.started_mono) * 1000.0, 3)}
+    if end is not None:
+        out["postcopy_ms"] = round((end - active) * 1000.0, 3)
+    return out
+
+
 class QemuBackend(Backend):
     name = "qemu"
 
@@ -107,6 +118,7 @@ class QemuBackend(Backend):
         self.procs: dict[str, QemuProcess] = {}
         self.spent: list[QemuProcess] = []  # ended processes, for restore's report
         self.run_dir: str | None = None
+        self._host_info: dict | None = None
         self._count = 0
         self._lock = threading.Lock()
 
@@ -156,7 +168,22 @@ class QemuBackend(Backend):
                 entry["error"] = str(exc)
             info[self._role(uri)] = entry
         info["client"] = {"python": platform.python_version(), "kernel": platform.release(), "qmp_client": "migflow_qemu.qmp"}
+        self._host_info = info  # what the run recorded; prepare_domain refines the source's entry
         return info
+
+    def _record_source_version(self, ctx, proc: QemuProcess) -> None:
+        """The run records the hosts before any QEMU runs (``--version``); once the source QEMU
+        answers, its own ``query-version`` replaces that in ``runs.host_versions``."""
+        info = self._host_info
+        if info is None or not isinstance(info.get("source"), dict):
+            return
+        try:
+            v = _qmp_call(proc, "query-version")
+        except StepError:
+            return
+        q = v["qemu"]
+        info["source"].update(hypervisor_version=f"{q['major']}.{q['minor']}.{q['micro']}", qemu_package=v.get("package"), version_from="query-version")
+        ctx.recorder.set_run(host_versions=info, environment={"hosts": info})
 
     # -- processes ----------------------------------------------------------------
     def _start(self, ctx, uri: str, incoming: bool) -> QemuProcess:
@@ -251,6 +278,7 @@ class QemuBackend(Backend):
         proc = self._start(ctx, self.source_uri, incoming=False)
         self.procs[self.source_uri] = proc
         self._wait_running(proc, timeout, serial_path)
+        self._record_source_version(ctx, proc)
         return {
             "backend": "qemu",
             "uuid": uid,
@@ -295,20 +323,142 @@ class QemuBackend(Backend):
         return proc
 
     def _apply(self, proc: QemuProcess, capabilities: dict, parameters: dict) -> None:
+        """Set capabilities and parameters, then read them back: a name this QEMU lacks stops
+        the step (naming the QEMU that brings it), and so does a value QEMU accepted but
+        does not report (QEMU 7.2 keeps multifd-zlib-level at 1 whatever it is told), so a
+        sweep never records a setting that was not in force."""
+        self._check_offered(proc, capabilities, parameters)
         if capabilities:
             _qmp_call(proc, "migrate-set-capabilities", {"capabilities": [{"capability": c, "state": bool(s)} for c, s in capabilities.items()]})
         if parameters:
             _qmp_call(proc, "migrate-set-parameters", dict(parameters))
+        self._check_in_force(proc, capabilities, parameters)
+
+    def _version(self, proc: QemuProcess) -> str:
+        if "version" not in proc.facts:
+            q = _qmp_call(proc, "query-version")["qemu"]
+            proc.facts["version"] = f"{q['major']}.{q['minor']}.{q['micro']}"
+        return proc.facts["version"]
+
+    def _check_offered(self, proc: QemuProcess, capabilities: dict, parameters: dict) -> None:
+        """Every capability and parameter asked for exists in this QEMU (``query-migrate-capabilities``;
+        ``query-migrate-parameters``, and the QMP schema for a parameter it does not list)."""
+        missing = []
+        if capabilities:
+            offered = {c["capability"] for c in _qmp_call(proc, "query-migrate-capabilities")}
+            missing += [("capability", c) for c in capabilities if c not in offered]
+        unlisted = [p for p in parameters if p not in _qmp_call(proc, "query-migrate-parameters")] if parameters else []
+        if unlisted:
+            settable = self._settable_parameters(proc)
+            missing += [("parameter", p) for p in unlisted if p not in settable]
+        if missing:
+            version = self._version(proc)
+            raise StepError("; ".join(missing_message(kind, name, proc.host.name, version) for kind, name in missing))
+
+    def _settable_parameters(self, proc: QemuProcess) -> set[str]:
+        """The members of migrate-set-parameters' argument in this QEMU's QMP schema."""
+        if "settable" not in proc.facts:
+            schema = {e["name"]: e for e in _qmp_call(proc, "query-qmp-schema")}
+            arg_type = (schema.get("migrate-set-parameters") or {}).get("arg-type")
+            proc.facts["settable"] = {m["name"] for m in (schema.get(arg_type) or {}).get("members", [])}
+        return proc.facts["settable"]
+
+    def _check_in_force(self, proc: QemuProcess, capabilities: dict, parameters: dict) -> None:
+        wrong = []
+        if capabilities:
+            state = {c["capability"]: c["state"] for c in _qmp_call(proc, "query-migrate-capabilities")}
+            wrong += [(c, bool(v), state.get(c), "query-migrate-capabilities") for c, v in capabilities.items() if state.get(c) != bool(v)]
+        if parameters:
+            reported = _qmp_call(proc, "query-migrate-parameters")
+            # a parameter QEMU does not list back (block-bitmap-mapping when unset) cannot be compared
+            wrong += [(p, v, reported[p], "query-migrate-parameters") for p, v in parameters.items() if p in reported and reported[p] != v]
+        if not wrong:
+            return
+        version = self._version(proc)
+        message = "; ".join(
+            f"QEMU {version} on {proc.host.name} accepted {name} = {want!r} but reports {got!r} ({query}): the migration would run with {got!r}"
+            for name, want, got, query in wrong
+        )
+        hint = None
+        if {"multifd-zlib-level", "multifd-zstd-level"} & {w[0] for w in wrong} and version_tuple(version) < version_tuple(LEVELS_APPLIED_SINCE):
+            hint = (
+                f"QEMU before {LEVELS_APPLIED_SINCE} does not apply multifd-zlib-level and multifd-zstd-level (upstream fix: "
+                f"'migration: Properly apply migration compression level parameters', 2024): only level 1 can be measured on QEMU {version}"
+            )
+        raise StepError(message, hint=hint)
 
     def _in_force(self, proc: QemuProcess) -> dict:
         caps = _qmp_call(proc, "query-migrate-capabilities")
         return {"capabilities": sorted(c["capability"] for c in caps if c["state"]), "parameters": _qmp_call(proc, "query-migrate-parameters")}
+
+    # -- TLS and locked memory -----------------------------------------------------------
+    def _tls_dir(self, uri: str) -> str:
+        """The host's folder of QEMU x509 credentials; a clear refusal when its URI names none."""
+        host = self.hosts[uri]
+        if not host.tls_dir:
+            raise StepError(
+                f"the tls flag needs QEMU x509 credentials on {host.name}, and {host.uri} names no folder of them",
+                hint="qemu+local:// hosts have none: use the lab's hosts (qemu+lab://mflab-a, qemu+lab://mflab-b) or the libvirt backend",
+            )
+        return host.tls_dir
+
+    def _tls_creds(self, proc: QemuProcess, uri: str, endpoint: str) -> str:
+        """Add (once per QEMU) a ``tls-creds-x509`` object for ``endpoint`` (server on the
+        destination, client on the source) reading the host's folder, peers verified; its id."""
+        ident = TLS_OBJECT[endpoint]
+        if ident in proc.tls_objects:
+            return ident
+        host, folder = self.hosts[uri], self._tls_dir(uri)
+        files = [os.path.join(folder, f) for f in TLS_FILES[endpoint]]
+        try:
+            out = subprocess.run(
+                host.argv(["sh", "-c", 'for f; do [ -r "$f" ] || echo "$f"; done', "sh", *files]), check=False, capture_output=True, text=True, timeout=30
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise StepError(f"cannot check the TLS credentials on {host.name}: {exc}") from None
+        unreadable = out.stdout.split()
+        if out.returncode != 0 or unreadable:
+            raise StepError(
+                f"TLS on {host.name}: QEMU's {endpoint} credentials need {', '.join(TLS_FILES[endpoint])} in {folder}; "
+                f"missing or unreadable: {', '.join(os.path.basename(f) for f in unreadable) or out.stderr.strip()}"
+            )
+        _qmp_call(proc, "object-add", {"qom-type": "tls-creds-x509", "id": ident, "endpoint": endpoint, "dir": folder, "verify-peer": True})
+        proc.tls_objects.add(ident)
+        return ident
+
+    def _allow_memlock(self, proc: QemuProcess, need: int) -> dict:
+        """zero-copy-send pins the guest pages it sends (Linux MSG_ZEROCOPY), counted against
+        the sending process's RLIMIT_MEMLOCK unless it has CAP_IPC_LOCK; like libvirt for
+        ``--zerocopy``, let the source QEMU lock as much as the guest's RAM (``need`` bytes)."""
+        import resource
+
+        host, pid = proc.host, proc.pid
+        if pid is None or (host.runner is not None and not host.runner.same_machine):
+            raise StepError(f"zerocopy: cannot raise the locked-memory limit of QEMU on {host.name}, which is not this machine")
+        inf = resource.RLIM_INFINITY
+        soft, hard = resource.prlimit(pid, resource.RLIMIT_MEMLOCK)
+        record = {"needed": need, "before": [soft, hard], "cap_ipc_lock": _has_cap_ipc_lock(pid)}
+        if record["cap_ipc_lock"] or soft == inf or soft >= need:  # the kernel does not count, or the limit suffices
+            return {**record, "after": [soft, hard]}
+        new = (need, hard if hard == inf or hard >= need else need)
+        try:
+            resource.prlimit(pid, resource.RLIMIT_MEMLOCK, new)
+        except (OSError, ValueError) as exc:
+            raise StepError(
+                f"zerocopy: QEMU on {host.name} must be allowed to lock the guest's RAM ({need // 2**20} MiB; its RLIMIT_MEMLOCK is "
+                f"{soft // 2**10} KiB, hard limit {'unlimited' if hard == inf else f'{hard // 2**10} KiB'}), and raising it failed: {exc}",
+                hint="run migflow as root, or raise the hard limit (ulimit -l, /etc/security/limits.conf) to at least the guest's memory",
+            ) from None
+        return {**record, "after": list(resource.prlimit(pid, resource.RLIMIT_MEMLOCK))}
 
     # -- migration --------------------------------------------------------------------
     def _leg_settings(self, ctx, leg) -> tuple[dict, dict]:
         bad = [f for f in leg.flags if f in UNSUPPORTED_FLAGS]
         if bad:
             raise StepError(f"the qemu backend cannot use flag(s) {', '.join(bad)}: " + "; ".join(UNSUPPORTED_FLAGS[f] for f in bad))
+        unknown = [f for f in leg.flags if f not in FLAG_CAPABILITIES and f not in _OWN_FLAGS]
+        if unknown:  # never ignore a flag silently
+            raise StepError(f"the qemu backend does not know flag(s) {', '.join(unknown)}")
         extra = ctx.state.get("migration", {})
         caps = {"events": True}
         caps.update({FLAG_CAPABILITIES[f]: True for f in leg.flags if f in FLAG_CAPABILITIES})
@@ -333,17 +483,36 @@ class QemuBackend(Backend):
             if u.scheme != "tcp" or not u.hostname:
                 raise StepError(f"migrate_uri {options['migrate_uri']!r}: the qemu backend takes tcp://HOST[:PORT]")
             address, port = u.hostname, u.port or 0
+        tls = "tls" in leg.flags
+        if tls:
+            for uri in (leg.source, leg.destination):
+                self._tls_dir(uri)  # before starting anything: a host without credentials is refused
         state = leg.backend_state
+        state["postcopy_switch"] = options.get("postcopy_switch")
         t0 = time.monotonic()
         dst = self._start(ctx, leg.destination, incoming=True)
         state["dst"] = dst
         try:
-            self._apply(dst, caps, params)
+            src_params, dst_params = dict(params), dict(params)
+            if tls:
+                dst_params["tls-creds"] = self._tls_creds(dst, leg.destination, "server")
+                src_params["tls-creds"] = self._tls_creds(src, leg.source, "client")
+                src_params["tls-hostname"] = self.hosts[leg.destination].address  # the name the server's certificate must carry
+            elif src.tls_objects:  # TLS in an earlier leg of this QEMU: not in this one
+                src_params.update({"tls-creds": "", "tls-hostname": ""})
+            self._apply(dst, caps, dst_params)
             _qmp_call(dst, "migrate-incoming", {"uri": f"tcp:{address}:{port}"})
             listening = _qmp_call(dst, "query-migrate").get("socket-address") or []
             port = int(next((a["port"] for a in listening if a.get("type") == "inet"), port))
-            self._apply(src, caps, params)
+            self._apply(src, caps, src_params)
+            if caps.get("zero-copy-send"):
+                leg.extra["memlock"] = self._allow_memlock(src, int(d["memory_mib"]) * 2**20)
             leg.extra["in_force"] = self._in_force(src)
+            if tls:
+                leg.extra["tls"] = {
+                    role: {k: v for k, v in self._in_force(p)["parameters"].items() if k.startswith("tls-")} | {"dir": self.hosts[uri].tls_dir}
+                    for role, p, uri in (("source", src, leg.source), ("destination", dst, leg.destination))
+                }
         except StepError:
             dst.stop()
             raise
@@ -387,6 +556,7 @@ class QemuBackend(Backend):
             leg.extra["timeout_action"] = state["timeout_action"]
         leg.extra["stats_source"] = "qemu"
         leg.extra.update(_phases(leg))
+        leg.extra.update(_postcopy_times(leg))
         if status != "completed":
             dst.stop()
             message = (leg.final_stats or {}).get("error-desc") or f"migration {status}"
@@ -418,6 +588,8 @@ class QemuBackend(Backend):
                 data = ev.get("data") or {}
                 if ev["event"] == "MIGRATION" and data.get("status") == "setup":
                     leg.backend_state.setdefault("setup_arrived", time.monotonic())
+                if ev["event"] == "MIGRATION" and data.get("status") == "postcopy-active":
+                    leg.backend_state.setdefault("postcopy_arrived", time.monotonic())
                 if ev["event"] == "MIGRATION" and data.get("status") in _TERMINAL:
                     leg.stop_clock()
                     leg.backend_state["end_arrived"] = time.monotonic()
@@ -433,17 +605,55 @@ class QemuBackend(Backend):
                 status = _qmp_call(src, "query-migrate").get("status")
                 if status in _TERMINAL:
                     leg.stop_clock()
+                    leg.backend_state.setdefault("end_arrived", time.monotonic())
                     return status
 
     def _iteration_sample(self, ctx, leg, src: QemuProcess, iteration) -> None:
         try:
             stats = src.client.execute("query-migrate", timeout=5)
         except (QMPError, QMPConnectionError):
+            stats = None
+        if stats is not None:
+            if stats.get("status") not in (None, "none") and iteration is not None:
+                ram = stats.setdefault("ram", {})
+                ram["dirty-sync-count"] = max(int(iteration), ram.get("dirty-sync-count") or 0)
+            ctx.emit_sample(leg, stats, kind="iteration")
+        if iteration is not None:
+            self._maybe_switch_to_postcopy(ctx, leg, src, int(iteration), (stats or {}).get("ram", {}).get("remaining"))
+
+    def _maybe_switch_to_postcopy(self, ctx, leg, src: QemuProcess, iteration: int, remaining: int | None) -> None:
+        """``postcopy_switch``: after N passes, or when the RAM still to send stopped shrinking
+        (the libvirt backend's rule, on QEMU's MIGRATION_PASS events)."""
+        state = leg.backend_state
+        switch = state.get("postcopy_switch")
+        if not switch or state.get("postcopy_requested"):
             return
-        if stats and stats.get("status") not in (None, "none") and iteration is not None:
-            ram = stats.setdefault("ram", {})
-            ram["dirty-sync-count"] = max(int(iteration), ram.get("dirty-sync-count") or 0)
-        ctx.emit_sample(leg, stats, kind="iteration")
+        history = state.setdefault("remaining_at_pass", [])
+        if remaining is not None:
+            history.append(remaining)
+        reason = None
+        n = switch.get("after_iterations")
+        if n is not None and iteration >= n + 1:  # pass n+1 began: n passes are done
+            reason = f"after {n} iteration{'s' if n != 1 else ''}"
+        m = switch.get("when_stalled")
+        if m is not None and len(history) > m and all(b >= a for a, b in itertools.pairwise(history[-(m + 1) :])):
+            reason = f"RAM still to send did not shrink for {m} iteration{'s' if m != 1 else ''}"
+        if reason is None:
+            return
+        state["postcopy_requested"] = True
+        try:
+            src.client.execute("migrate-start-postcopy", timeout=10)
+        except (QMPError, QMPConnectionError) as exc:
+            leg.extra["postcopy_switch"] = {"reason": reason, "iteration": iteration, "error": str(exc)}
+            ctx.echo(f"leg {leg.number}: could not switch to post-copy ({reason}): {exc}")
+            return
+        leg.extra["postcopy_switch"] = {"reason": reason, "iteration": iteration, "requested_ms": round(leg.elapsed_ms(), 3)}
+        ctx.echo(f"leg {leg.number}: switched to post-copy {reason}")
+        try:
+            stats = src.client.execute("query-migrate", timeout=5)
+        except (QMPError, QMPConnectionError):
+            stats = None
+        ctx.emit_sample(leg, stats or {"status": "postcopy-requested"}, kind="postcopy")
 
     def _on_timeout(self, ctx, leg, src: QemuProcess, action: str) -> None:
         if leg.done.is_set() or not src.alive():

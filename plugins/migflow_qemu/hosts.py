@@ -56,6 +56,11 @@ class QemuHost:
         """The command line that runs ``argv`` on this host."""
         return self.runner.argv(argv) if self.runner is not None else list(argv)
 
+    @property
+    def tls_dir(self) -> str | None:
+        """The folder of QEMU x509 credentials for migration TLS on this host, when its plugin knows one."""
+        return self.runner.tls_dir if self.runner is not None else None
+
     def info(self) -> dict:
         return {"uri": self.uri, "kind": self.kind, "host": self.name, "address": self.address, "kernel": platform.release()}
 

@@ -38,6 +38,10 @@ class QemuProcess:
         self.popen: subprocess.Popen | None = None
         self.qmp: QMPClient | None = None
         self.kept = False
+        #: what this QEMU told once and cannot change: its version, the names it offers
+        self.facts: dict = {}
+        #: ids of the tls-creds objects added to it (object-add)
+        self.tls_objects: set[str] = set()
 
     @property
     def pid(self) -> int | None:

@@ -17,6 +17,8 @@ CAPABILITIES = [
     "late-block-activate",
     "validate-uuid",
     "rdma-pin-all",
+    "dirty-limit",
+    "switchover-ack",
 ]
 
 PARAMETERS = {
@@ -32,8 +34,21 @@ PARAMETERS = {
     "compress-threads": {"type": "integer", "minimum": 1, "maximum": 255},
     "decompress-threads": {"type": "integer", "minimum": 1, "maximum": 255},
     "multifd-compression": {"enum": ["none", "zlib", "zstd"]},
-    "multifd-zlib-level": {"type": "integer", "minimum": 0, "maximum": 9, "description": "zlib level of multifd compression (virsh --comp-zlib-level)"},
-    "multifd-zstd-level": {"type": "integer", "minimum": 0, "maximum": 20, "description": "zstd level of multifd compression (virsh --comp-zstd-level)"},
+    "multifd-zlib-level": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 9,
+        "description": "zlib level of multifd compression (--comp-zlib-level; QEMU 9.0 applies it)",
+    },
+    "multifd-zstd-level": {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 20,
+        "description": "zstd level of multifd compression (--comp-zstd-level; QEMU 9.0 applies it)",
+    },
+    "vcpu-dirty-limit": {"type": "integer", "minimum": 1, "description": "MB/s per vCPU with the dirty-limit capability (QEMU 8.1)"},
+    "avail-switchover-bandwidth": {"type": "integer", "minimum": 0, "description": "bytes/s QEMU may assume for the switchover (QEMU 8.2)"},
+    "zero-page-detection": {"enum": ["none", "legacy", "multifd"], "description": "where zero pages are found (QEMU 9.0)"},
     "max-postcopy-bandwidth": {"type": "integer", "minimum": 0, "description": "bytes/s"},
 }
 

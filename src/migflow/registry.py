@@ -153,9 +153,14 @@ class HostRunner:
         (a list of strings) on that host, for :func:`subprocess.run` or ``Popen``.
     :param same_machine: the host shares this machine's kernel, clock and files
         (the embedded lab): /proc readings and heartbeat files are usable.
+    :param tls_dir: a folder on that host with QEMU's x509 credentials for the
+        migration stream (``ca-cert.pem``, ``server-cert.pem``, ``server-key.pem``,
+        ``client-cert.pem``, ``client-key.pem``: libvirt's ``migrate_tls_x509_cert_dir``),
+        or None when the plugin has none.
     """
 
     name: str
     address: str
     argv: Callable[[list[str]], list[str]]
     same_machine: bool = False
+    tls_dir: str | None = None
