@@ -420,28 +420,74 @@ def test_up_twice_is_idempotent(lab):
 
 
 @pytest.mark.lab
-def test_up_recovers_from_killed_daemons(lab):
+def test_up_restarts_killed_daemons_and_their_guests_survive(lab):
+    """Both lab daemons killed: `up` starts them again in the whole lab, and a guest
+    that was running on host a is still running there, under the new daemon."""
     libvirt = _libvirt()
+    name = f"mflab-orphan-{os.getpid()}"
     conn = libvirt.open(A.uri)
     os.makedirs("/var/tmp/migflow/serial", exist_ok=True)
-    conn.createXML(_domain_xml(f"mflab-orphan-{os.getpid()}", f"/var/tmp/migflow/serial/mflab-orphan-{os.getpid()}.log"), 0)
+    conn.createXML(_domain_xml(name, f"/var/tmp/migflow/serial/{name}.log"), 0)
     conn.close()
-    orphans = hosts.qemu_pids("a")
-    assert orphans
+    guests = hosts.qemu_pids("a")
+    assert guests
     state = json.loads(hosts.STATE_FILE.read_text())
     old = [e["pid"] for e in state["pids"]]
+    assert len(old) == 2, state["pids"]  # the two daemons, no dead predecessor
     for pid in old:
         os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while hosts.is_up() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not hosts.is_up()
-    st = hosts.up(echo=lambda _m: None)
+    lines: list[str] = []
+    st = hosts.up(echo=lines.append)
+    try:
+        assert st["up"]
+        new = [h["libvirtd_pid"] for h in st["hosts"]]
+        assert all(new) and not set(new) & set(old)
+        assert sum("is gone; starting it again" in ln for ln in lines) == 2, lines
+        assert not any("removing leftovers" in ln for ln in lines), lines
+        assert all(process_start(p) for p in guests), "the guest's QEMU died with its daemon"
+        by_name = {h["name"]: h["domains"] for h in st["hosts"]}
+        assert [d["name"] for d in by_name["mflab-a"]] == [name], by_name
+        assert by_name["mflab-b"] == []
+    finally:
+        conn = libvirt.open(A.uri)
+        try:
+            conn.lookupByName(name).destroy()
+        finally:
+            conn.close()
+
+
+@pytest.mark.lab
+def test_up_rebuilds_a_broken_lab_and_ends_the_old_guests(lab):
+    """Daemons killed and the lab no longer whole (its VM bridge gone): `up` removes
+    the leftovers, the old lab's QEMU included, and builds the lab again."""
+    from migflow_lab.topology import VM_BRIDGE
+
+    libvirt = _libvirt()
+    name = f"mflab-orphan-{os.getpid()}"
+    conn = libvirt.open(A.uri)
+    os.makedirs("/var/tmp/migflow/serial", exist_ok=True)
+    conn.createXML(_domain_xml(name, f"/var/tmp/migflow/serial/{name}.log"), 0)
+    conn.close()
+    orphans = hosts.qemu_pids("a")
+    assert orphans
+    state = json.loads(hosts.STATE_FILE.read_text())
+    old = [e["pid"] for e in state["pids"]]
+    assert len(old) == 2, state["pids"]  # the two daemons, no dead predecessor
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    subprocess.run(["ip", "link", "del", VM_BRIDGE], check=True)
+    lines: list[str] = []
+    st = hosts.up(echo=lines.append)
     assert st["up"]
+    assert "lab: removing leftovers of an earlier lab" in lines, lines
     new = [h["libvirtd_pid"] for h in st["hosts"]]
     assert all(new) and not set(new) & set(old)
     assert all(h["domains"] == [] for h in st["hosts"])
-    assert not any(process_start(p) for p in orphans), "the QEMU of the killed lab is still running"
+    assert not any(process_start(p) for p in orphans), "the QEMU of the broken lab is still running"
 
 
 def _mount_lines_mentioning(paths: tuple[str, ...]) -> list[str]:

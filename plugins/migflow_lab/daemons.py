@@ -74,8 +74,8 @@ os.close(w)
 while True:
     try:
         os.waitpid(-1, 0)  # the daemon, or an adopted orphan (QEMU), as soon as it exits
-    except ChildProcessError:
-        signal.pause()
+    except ChildProcessError:  # the daemon and every QEMU it left behind have ended
+        os._exit(0)
     except InterruptedError:
         pass
 """
@@ -173,7 +173,8 @@ def start_daemon(h: LabHost, state: dict, echo: Echo) -> None:
         raise HostError(f"libvirtd of {h.name} wrote no pid file", hint=_log_hint(h))
     entry = {"pid": pid, "start": process_start(pid)}
     state["hosts"][h.name] = {"libvirtd": entry}
-    state["pids"].append({**entry, "what": f"libvirtd {h.name}"})
+    # a daemon restarted in a whole lab replaces its dead predecessor (a live one stays listed, to be ended by down)
+    state["pids"] = [e for e in state["pids"] if alive(e)] + [{**entry, "what": f"libvirtd {h.name}"}]
     write_state(state)
     while time.monotonic() < deadline:
         if not alive(entry):
