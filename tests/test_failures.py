@@ -277,7 +277,7 @@ def test_ctrl_c_aborts_the_leg_restores_and_records_interrupted(tmp_path, health
     assert found.get("destination") in (None, "paused"), found
 
 
-def wait_until_only_on(where, timeout=120):
+def wait_until_only_on(where, name, timeout=120):
     import libvirt
     from migflow_lab import api as hosts
 
@@ -292,7 +292,7 @@ def wait_until_only_on(where, timeout=120):
                 states[uri] = []
                 for d in conn.listAllDomains():
                     try:
-                        if d.name() == "migflow-guest":
+                        if d.name() == name:
                             states[uri].append(d.state()[0])
                     except libvirt.libvirtError:
                         pass  # gone while we looked: the job is still settling
@@ -312,12 +312,14 @@ def test_migflow_killed_mid_migration_is_reconciled_and_recovered(tmp_path, heal
     assert fired(tmp_path) and proc.returncode == -signal.SIGKILL
     spooled = list((tmp_path / "results.duckdb.spool").glob("*.json"))
     assert len(spooled) == 1 and json.loads(spooled[0].read_text())["run"]["status"] == "running"
-    wait_until_only_on(where)  # the orphaned job ends on its own
+    run_id = json.loads(spooled[0].read_text())["run"]["run_id"]
+    guest = f"migflow-guest-{run_id}"  # the run's own domain
+    wait_until_only_on(where, guest)  # the orphaned job ends on its own
     rec = subprocess.run([sys.executable, "-m", "migflow", "recover", "--results", str(db)], check=False, capture_output=True, text=True, timeout=120)
     assert rec.returncode == 0, rec.stdout + rec.stderr
     [(status, error, extra)] = query(db, "SELECT status, error, extra FROM runs")
     assert status == "abandoned"
-    assert "ended while the run was in progress; domain migflow-guest" in error
+    assert f"ended while the run was in progress; domain {guest} " in error, error
     assert f"running on the {where}" in error, error
     recovered = json.loads(extra)["recovered"]
     assert recovered["error"] is None and any("destroyed" in a for a in recovered["actions"]), recovered
