@@ -33,6 +33,13 @@ if [ -n "$missing" ]; then
     apt-get install -y -q --no-install-recommends $missing
 fi
 
+# The Linux guest is built from two Debian packages fetched with `apt-get download`
+# (not installed): apt must know them, which a machine that never ran `apt-get
+# update` does not.
+if ! apt-cache show linux-image-cloud-amd64 busybox-static >/dev/null 2>&1; then
+    apt-get update -q
+fi
+
 # Without libvirt-daemon-system these do not exist, and libvirt's QEMU driver
 # refuses to start ("Failed to parse user 'libvirt-qemu'") even when qemu.conf
 # says user = "root".

@@ -3,7 +3,8 @@ with ``MIGFLOW_PLUGIN_MODULES=faults`` (tests/ on PYTHONPATH).
 
 ``MIGFLOW_FAULT`` names the fault; it fires once, on leg 1, from the leg
 observer hook (the sampling thread), as soon as the migration is really moving
-(``iteration`` events for ``abort``, else a few MiB transferred).  It writes
+(``iteration`` events for ``abort``, else a few MiB transferred; for the
+``-in-postcopy`` faults, once QEMU reports ``postcopy-active``).  It writes
 ``MIGFLOW_FAULT_MARK`` so the test knows it fired.
 """
 
@@ -33,13 +34,13 @@ def _act(fault: str, ctx, leg) -> None:
         conn.close()
     elif fault == "kill-dst-libvirtd":
         os.kill(hosts.libvirtd_pid("mflab-b"), signal.SIGKILL)
-    elif fault in ("kill-dst-qemu", "kill-src-qemu"):
+    elif fault in ("kill-dst-qemu", "kill-src-qemu", "kill-dst-qemu-in-postcopy"):
         # only this run's guest: the lab may host other runs' guests meanwhile
         from migflow_lab.qemucpu import qemu_pids_of
 
         pids = qemu_pids_of(ctx.state["domain"]["uuid"])  # oldest first: the source, then the incoming destination
         assert len(pids) == 2, pids
-        os.kill(pids[-1] if fault == "kill-dst-qemu" else pids[0], signal.SIGKILL)
+        os.kill(pids[0] if fault == "kill-src-qemu" else pids[-1], signal.SIGKILL)
     elif fault == "cut-link":
         subprocess.run(["ip", "link", "set", "mflab-b-br", "down"], check=True)
     elif fault == "kill-self":
@@ -69,6 +70,8 @@ def migflow_leg_progress(ctx, leg, sample):
         return
     if fault != "abort" and transferred < TRIGGER_BYTES:
         return
+    if fault.endswith("-in-postcopy") and sample.stats.get("status") != "postcopy-active":
+        return  # after the switch: the guest runs on the destination, part of its memory still on the source
     with _lock:
         if _fired:
             return

@@ -31,7 +31,7 @@ SLOW = {"ws": 32, "rate": 2, "warmup": 8, "bandwidth": 4 * MiB}
 HOT = {"ws": 32, "rate": 16, "warmup": 3, "bandwidth": 4 * MiB}
 
 
-def workflow(tmp_path, mode="p2p", guest=SLOW, timeout=None, flags=(), expect="success", round_trip=False, name="fault", existing=None):
+def workflow(tmp_path, mode="p2p", guest=SLOW, timeout=None, flags=(), expect="success", round_trip=False, name="fault", existing=None, migrate_extra=""):
     """A one-leg workflow; ``existing``: migrate that (a user's) domain instead of creating a guest."""
     timeout_line = ""
     if timeout:  # (seconds, action); action None: the step's default
@@ -57,7 +57,7 @@ parameters = {{ max-bandwidth = {guest["bandwidth"]} }}
 use = "migrate"
 mode = "{mode}"
 expect = "{expect}"
-{timeout_line}{flags_line}
+{timeout_line}{flags_line}{migrate_extra}
 [[steps]]
 use = "collect-qmp"
 [[steps]]
@@ -195,6 +195,30 @@ def test_a_users_domain_survives_the_fault_where_it_was(tmp_path, healthy_after,
     assert (dom.name(), dom.state()[0], dom.isPersistent()) == (name, libvirt.VIR_DOMAIN_RUNNING, 1)
     actions = restore_found(db).get("actions", [])
     assert not any(w in a for a in actions for w in ("destroyed", "undefined", "removed")), actions
+
+
+def test_a_failed_postcopy_leaves_the_users_domain_where_it_is_and_says_how_to_recover(tmp_path, healthy_after, users_domain):
+    """The destination QEMU dies after the switch to post-copy: the guest's memory is split, so restore
+    resumes, moves and removes nothing (a resumed source would run on half its memory), fails naming the
+    state, and tells how to recover (libvirt's post-copy failure state, libvirt 8.5+)."""
+    import libvirt
+
+    name, uuid = users_domain
+    wf = workflow(tmp_path, existing=name, flags=("postcopy",), migrate_extra="postcopy_switch = { after_iterations = 1 }\n")
+    db, proc = run(tmp_path, wf, "kill-dst-qemu-in-postcopy")
+    assert fired(tmp_path) and proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    [(leg_status, switched)] = query(db, "SELECT status, postcopy_started_ms IS NOT NULL FROM migrations")
+    assert (leg_status, switched) == ("failed", True)
+    [(status, error)] = query(db, "SELECT status, error FROM steps WHERE step = 'restore'")
+    assert status == "failed" and f"post-copy of domain '{name}' ({uuid}) failed after the switch (source: paused" in error, error
+    assert "so migflow moved, resumed and removed nothing" in error and "--postcopy-resume" in error, error
+    src = libvirt.open("qemu+tcp://198.18.0.1/system")
+    try:
+        state, reason = src.lookupByUUIDString(uuid).state()
+    finally:
+        src.close()
+    assert (state, reason) == (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)  # left as libvirt had it
 
 
 @pytest.mark.parametrize("fault,mode,status,words,found", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])

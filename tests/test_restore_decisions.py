@@ -17,6 +17,11 @@ RUNNING = Seen("running", True, False)
 RUNNING_P = Seen("running", True, True)
 PAUSED = Seen("paused", True, False)
 SHUTOFF_P = Seen("shutoff", False, True)
+PC_FAILED = Seen("paused", True, True, postcopy_failed=True)
+PC_MESSAGE = (
+    "post-copy of domain 'vm' (u) failed after the switch ({}; libvirt's reason: post-copy failed): "
+    "its memory is split between the hosts, so migflow moved, resumed and removed nothing"
+)
 
 CREATED = {"name": "g", "uuid": "u", "created": True, "state": "running", "persistent": False}
 NAMED = {"name": "vm", "uuid": "u", "created": False, "state": "running", "persistent": True}
@@ -40,6 +45,17 @@ FIRST_MOVES = [
     (NAMED, {"source": RUNNING_P, "destination": None}, FirstMove("none")),
     # running but blocked on I/O there: migrated back as it is, nothing to resume
     (NAMED, {"source": None, "destination": Seen("blocked", True, True)}, FirstMove("migrate-back")),
+    # post-copy failed after the switch (libvirt 8.5+: both halves paused, reason postcopy-failed): nothing moves,
+    # not even a resume of the paused source, which would run the guest on half its memory
+    (
+        NAMED,
+        {"source": PC_FAILED, "destination": PC_FAILED},
+        FirstMove("postcopy-failed", ("source", "destination"), message=PC_MESSAGE.format("source: paused, destination: paused")),
+    ),
+    # the destination QEMU died after the switch: the source half alone, still split
+    (NAMED, {"source": PC_FAILED, "destination": None}, FirstMove("postcopy-failed", ("source",), message=PC_MESSAGE.format("source: paused"))),
+    # a created guest whose post-copy failed is still removed: it is the experiment's own
+    (CREATED, {"source": PC_FAILED, "destination": PC_FAILED}, FirstMove("remove", ("source", "destination"))),
 ]
 
 
@@ -104,7 +120,7 @@ def _fresh(value):
 
 
 def _fresh_seen(seen):
-    return None if seen is None else Seen(_fresh(seen.state), seen.active, seen.persistent)
+    return None if seen is None else Seen(_fresh(seen.state), seen.active, seen.persistent, seen.postcopy_failed)
 
 
 def test_decisions_compare_states_by_value_not_by_identity():
@@ -122,3 +138,22 @@ def test_decisions_are_immutable_data():
         move.action = "none"
     with pytest.raises(dataclasses.FrozenInstanceError):
         PAUSED.state = "running"
+
+
+class _Dom:
+    def __init__(self, state, reason):
+        self._state = (state, reason)
+
+    def state(self):
+        return self._state
+
+
+def test_libvirts_postcopy_failed_reasons_are_what_restore_sees():
+    import libvirt
+    from migflow_libvirt.backend import _postcopy_failed
+
+    assert _postcopy_failed(_Dom(libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED))
+    assert _postcopy_failed(_Dom(libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED))
+    assert not _postcopy_failed(_Dom(libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY))  # still in post-copy
+    assert not _postcopy_failed(_Dom(libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION))
+    assert not _postcopy_failed(_Dom(libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_MIGRATED))

@@ -129,6 +129,15 @@ def migrate_hint(message: str) -> str | None:
     return next((hint for words, hint in _MIGRATE_HINTS if words in message), None)
 
 
+def _postcopy_failed(dom) -> bool:
+    """libvirt's reason for the domain's state says post-copy failed after the switch (libvirt 8.5+)."""
+    state, reason = dom.state()
+    return (state, reason) in {
+        (libvirt.VIR_DOMAIN_PAUSED, getattr(libvirt, "VIR_DOMAIN_PAUSED_POSTCOPY_FAILED", -1)),
+        (libvirt.VIR_DOMAIN_RUNNING, getattr(libvirt, "VIR_DOMAIN_RUNNING_POSTCOPY_FAILED", -1)),
+    }
+
+
 def final_stats(job: dict | None, qemu: dict | None) -> dict | None:
     """A leg's final statistics in QMP shape: QEMU's own ``query-migrate`` when it
     was caught, completed by the QEMU values libvirt passed on (never libvirt's
@@ -729,7 +738,7 @@ class LibvirtBackend(Backend):
     def _seen(self, uuid: str, unreachable: dict | None = None) -> tuple[dict, dict[str, Seen | None]]:
         """(domain objects by role, what each host has) for the decisions of :mod:`.restore`."""
         where = self._where(uuid, unreachable)
-        seen = {role: Seen(v[1], bool(v[0].isActive()), bool(v[0].isPersistent())) if v else None for role, v in where.items()}
+        seen = {role: Seen(v[1], bool(v[0].isActive()), bool(v[0].isPersistent()), _postcopy_failed(v[0])) if v else None for role, v in where.items()}
         return {role: v[0] for role, v in where.items() if v}, seen
 
     def restore(self, ctx, options: dict) -> dict:
@@ -765,6 +774,13 @@ class LibvirtBackend(Backend):
             if d.get("created"):
                 self._remove_disks(d, end)
             return end
+        if move.action == "postcopy-failed":
+            end["postcopy_failed"] = list(move.roles)
+            raise StepError(
+                move.message,
+                hint=f"recover it with `virsh -c {_redact(self.source_uri)} migrate --live --p2p --postcopy --postcopy-resume "
+                f"{d['name']} {_redact(self.destination_uri)}` while both halves exist (libvirt 8.5+), or destroy it on both hosts",
+            )
         if move.action == "remove":
             for role in move.roles:
                 end["actions"].extend(self._remove(doms[role], role))

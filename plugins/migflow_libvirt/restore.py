@@ -7,7 +7,9 @@ phases, because the first may move the domain:
 1. :func:`first_move`: a domain the workflow created is removed wherever it
    is; a domain found on neither host is lost; a domain running (or paused)
    on the destination only is migrated back (resumed first when paused, since
-   a paused domain cannot be live-migrated back here); else nothing moves.
+   a paused domain cannot be live-migrated back here); a domain whose
+   post-copy failed after the switch is left exactly where it is (its memory
+   is split between the hosts); else nothing moves.
 2. :func:`fixups`: the domain on the source is put back as it was found:
    resumed or paused again, shut off again, defined again (``undefinesource``
    removed its definition) or made transient again (``persistent`` gave it
@@ -34,12 +36,14 @@ class Seen:
     state: str  # running, paused, shutoff, ...
     active: bool
     persistent: bool
+    postcopy_failed: bool = False  # libvirt's reason: post-copy failed after the switch (libvirt 8.5+)
 
 
 @dataclass(frozen=True)
 class FirstMove:
     """Phase 1: ``action`` is ``remove`` (with ``roles``), ``lost``, ``migrate-back``
-    (``resume_first`` when paused on the destination) or ``none``."""
+    (``resume_first`` when paused on the destination), ``postcopy-failed`` (nothing
+    may move: the guest's memory is split between the hosts) or ``none``."""
 
     action: str
     roles: tuple[str, ...] = ()
@@ -57,6 +61,16 @@ def first_move(original: dict, where: dict[str, Seen | None], *, keep_created: b
         return FirstMove("remove", roles=found)
     if not found:
         return FirstMove("lost", message=f"domain {name} runs on neither host: it was lost")
+    here = {role: seen for role, seen in where.items() if seen is not None}
+    split = [role for role, seen in here.items() if seen.postcopy_failed]
+    if split:
+        states = ", ".join(f"{role}: {seen.state}" for role, seen in here.items())
+        return FirstMove(
+            "postcopy-failed",
+            roles=tuple(split),
+            message=f"post-copy of domain {name} failed after the switch ({states}; libvirt's reason: post-copy failed): "
+            "its memory is split between the hosts, so migflow moved, resumed and removed nothing",
+        )
     src, dst = where.get("source"), where.get("destination")
     if dst is not None and dst.active and not (src is not None and src.active):
         return FirstMove("migrate-back", resume_first=dst.state == "paused")
