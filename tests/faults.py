@@ -4,7 +4,7 @@ with ``MIGFLOW_PLUGIN_MODULES=faults`` (tests/ on PYTHONPATH).
 ``MIGFLOW_FAULT`` names the fault; it fires once, on leg 1, from the leg
 observer hook (the sampling thread), as soon as the migration is really moving
 (``iteration`` events for ``abort``, else a few MiB transferred; for the
-``-in-postcopy`` faults, once QEMU reports ``postcopy-active``).  It writes
+``-in-postcopy`` faults, a second after migflow asked for the switch).  It writes
 ``MIGFLOW_FAULT_MARK`` so the test knows it fired.
 """
 
@@ -21,6 +21,7 @@ from migflow.hookspecs import hookimpl
 _lock = threading.Lock()
 _fired = False
 TRIGGER_BYTES = 2 * 2**20
+POSTCOPY_DELAY_S = 1.0
 
 
 def _act(fault: str, ctx, leg) -> None:
@@ -70,8 +71,10 @@ def migflow_leg_progress(ctx, leg, sample):
         return
     if fault != "abort" and transferred < TRIGGER_BYTES:
         return
-    if fault.endswith("-in-postcopy") and sample.stats.get("status") != "postcopy-active":
-        return  # after the switch: the guest runs on the destination, part of its memory still on the source
+    if fault.endswith("-in-postcopy"):
+        if sample.kind != "postcopy":
+            return  # only the sample taken when migflow asked for the switch
+        time.sleep(POSTCOPY_DELAY_S)  # QEMU has switched: the guest runs on the destination, part of its memory still on the source
     with _lock:
         if _fired:
             return
