@@ -419,10 +419,8 @@ def test_up_twice_is_idempotent(lab):
     assert hosts.STATE_FILE.stat().st_mtime_ns == before_mtime
 
 
-@pytest.mark.lab
-def test_up_restarts_killed_daemons_and_their_guests_survive(lab):
-    """Both lab daemons killed: `up` starts them again in the whole lab, and a guest
-    that was running on host a is still running there, under the new daemon."""
+def _a_guest_then_both_daemons_killed() -> tuple[str, list[int], list[int]]:
+    """A transient guest on host a, then SIGKILL to both lab daemons: (its name, its QEMU PIDs, the daemons' PIDs)."""
     libvirt = _libvirt()
     name = f"mflab-orphan-{os.getpid()}"
     conn = libvirt.open(A.uri)
@@ -440,6 +438,15 @@ def test_up_restarts_killed_daemons_and_their_guests_survive(lab):
     while hosts.is_up() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not hosts.is_up()
+    return name, guests, old
+
+
+@pytest.mark.lab
+def test_up_restarts_killed_daemons_and_their_guests_survive(lab):
+    """Both lab daemons killed: `up` starts them again in the whole lab, and a guest
+    that was running on host a is still running there, under the new daemon."""
+    libvirt = _libvirt()
+    name, guests, old = _a_guest_then_both_daemons_killed()
     lines: list[str] = []
     st = hosts.up(echo=lines.append)
     try:
@@ -466,19 +473,7 @@ def test_up_rebuilds_a_broken_lab_and_ends_the_old_guests(lab):
     the leftovers, the old lab's QEMU included, and builds the lab again."""
     from migflow_lab.topology import VM_BRIDGE
 
-    libvirt = _libvirt()
-    name = f"mflab-orphan-{os.getpid()}"
-    conn = libvirt.open(A.uri)
-    os.makedirs("/var/tmp/migflow/serial", exist_ok=True)
-    conn.createXML(_domain_xml(name, f"/var/tmp/migflow/serial/{name}.log"), 0)
-    conn.close()
-    orphans = hosts.qemu_pids("a")
-    assert orphans
-    state = json.loads(hosts.STATE_FILE.read_text())
-    old = [e["pid"] for e in state["pids"]]
-    assert len(old) == 2, state["pids"]  # the two daemons, no dead predecessor
-    for pid in old:
-        os.kill(pid, signal.SIGKILL)
+    _name, orphans, old = _a_guest_then_both_daemons_killed()
     subprocess.run(["ip", "link", "del", VM_BRIDGE], check=True)
     lines: list[str] = []
     st = hosts.up(echo=lines.append)

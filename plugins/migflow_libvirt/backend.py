@@ -9,7 +9,6 @@ and units by :mod:`.stats`.
 
 from __future__ import annotations
 
-import itertools
 import os
 import platform
 import threading
@@ -23,6 +22,7 @@ import libvirt
 
 from migflow.backend import DEFAULT_TIMEOUT_ACTION, Backend
 from migflow.errors import HostError, StepError
+from migflow.postcopy import switch_reason
 from migflow.redact import redact_secrets_of
 from migflow.status import LegStatus
 
@@ -677,25 +677,11 @@ class LibvirtBackend(Backend):
 
     def _maybe_switch_to_postcopy(self, ctx, leg, iteration: int, remaining: int | None) -> None:
         """``postcopy_switch``: after N passes, or when RAM still to send stopped shrinking."""
-        state = leg.backend_state
-        switch = state.get("postcopy_switch")
-        if not switch or state.get("postcopy_requested"):
-            return
-        history = state.setdefault("remaining_at_pass", [])
-        if remaining is not None:
-            history.append(remaining)
-        reason = None
-        n = switch.get("after_iterations")
-        if n is not None and iteration >= n + 1:  # pass n+1 began: n passes are done (virsh --postcopy-after-precopy: n = 1)
-            reason = f"after {n} iteration{'s' if n != 1 else ''}"
-        m = switch.get("when_stalled")
-        if m is not None and len(history) > m and all(b >= a for a, b in itertools.pairwise(history[-(m + 1) :])):
-            reason = f"RAM still to send did not shrink for {m} iteration{'s' if m != 1 else ''}"
+        reason = switch_reason(leg.backend_state, iteration, remaining)
         if reason is None:
             return
-        state["postcopy_requested"] = True
         try:
-            state["dom"].migrateStartPostCopy(0)
+            leg.backend_state["dom"].migrateStartPostCopy(0)
         except libvirt.libvirtError as exc:
             leg.extra["postcopy_switch"] = {"reason": reason, "iteration": iteration, "error": _msg(exc)}
             ctx.echo(f"leg {leg.number}: could not switch to post-copy ({reason}): {_msg(exc)}")

@@ -19,7 +19,6 @@ gives an ``iteration`` sample) and lifts QEMU's default bandwidth cap of
 
 from __future__ import annotations
 
-import itertools
 import os
 import platform
 import re
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 
 from migflow.backend import DEFAULT_TIMEOUT_ACTION, Backend
 from migflow.errors import HostError, PrerequisiteError, StepError
+from migflow.postcopy import switch_reason
 
 from .features import FLAG_CAPABILITIES, LEVELS_APPLIED_SINCE, TLS_FILES, UNSUPPORTED_FLAGS, missing_message, version_tuple
 from .hosts import QemuHost, resolve
@@ -624,23 +624,9 @@ class QemuBackend(Backend):
     def _maybe_switch_to_postcopy(self, ctx, leg, src: QemuProcess, iteration: int, remaining: int | None) -> None:
         """``postcopy_switch``: after N passes, or when the RAM still to send stopped shrinking
         (the libvirt backend's rule, on QEMU's MIGRATION_PASS events)."""
-        state = leg.backend_state
-        switch = state.get("postcopy_switch")
-        if not switch or state.get("postcopy_requested"):
-            return
-        history = state.setdefault("remaining_at_pass", [])
-        if remaining is not None:
-            history.append(remaining)
-        reason = None
-        n = switch.get("after_iterations")
-        if n is not None and iteration >= n + 1:  # pass n+1 began: n passes are done
-            reason = f"after {n} iteration{'s' if n != 1 else ''}"
-        m = switch.get("when_stalled")
-        if m is not None and len(history) > m and all(b >= a for a, b in itertools.pairwise(history[-(m + 1) :])):
-            reason = f"RAM still to send did not shrink for {m} iteration{'s' if m != 1 else ''}"
+        reason = switch_reason(leg.backend_state, iteration, remaining)
         if reason is None:
             return
-        state["postcopy_requested"] = True
         try:
             src.client.execute("migrate-start-postcopy", timeout=10)
         except (QMPError, QMPConnectionError) as exc:
