@@ -12,6 +12,7 @@ import os
 import shutil
 
 from migflow.errors import HostError, PrerequisiteError
+from migflow.procs import command_name
 
 from . import pki, shaping
 from .daemons import MARKER, destroy_domains, domains, mountpoints, prepare_dirs, start_daemon
@@ -91,7 +92,9 @@ def _teardown(state: dict | None, echo: Echo) -> None:
     # whatever else runs in the lab's namespaces (QEMU, helpers started on a host)
     daemons = [e["pid"] for e in state.get("pids") or [] if alive(e)]
     daemons += [p for p in marked_pids(MARKER) if p not in daemons]
-    kill_processes(daemons, echo, "libvirtd")
+    reapers = [p for p in daemons if command_name(p) != "libvirtd"]  # each daemon's reaper (python3), see daemons.REAPER
+    kill_processes([p for p in daemons if p not in reapers], echo, "libvirtd")
+    kill_processes(reapers, echo, "libvirtd's reaper")
     if inodes:
         kill_processes(pids_in_netns(inodes), echo, "process in a lab namespace")
     remove_network(state, echo)
