@@ -329,9 +329,8 @@ def main() -> int:
     work = tempfile.mkdtemp(prefix="migflow-bench-fidelity-")
     probe = LinkProbe()
     loads = [os.getloadavg()[0]]
-    log(
-        f"fidelity: {args.legs} legs on a {args.rate} link; seed_comparison x{args.seed_repetitions or 'its repetitions'} twice; {machine_note()}; work in {work}"
-    )
+    seed_reps = "its own repetitions" if args.seed_repetitions is None else f"{args.seed_repetitions} repetitions"
+    log(f"fidelity: {args.legs} legs on a {args.rate} link; seed_comparison ({seed_reps}) twice; {machine_note()}; work in {work}")
     fid_results = os.path.join(work, "fidelity.duckdb")
     eff: list[tuple[str, str, float]] = []
     interrupted = False
