@@ -48,3 +48,11 @@ def test_no_option_or_already_requested_means_no_switch():
     assert switch_reason({}, 5, 10) is None
     assert switch_reason({"postcopy_switch": None}, 5, 10) is None
     assert switch_reason({"postcopy_switch": {"after_iterations": 1}, "postcopy_requested": True}, 5, 10) is None
+
+
+def test_a_pass_whose_event_was_missed_still_counts():
+    """Events can be lost or coalesced (an iteration event that arrives late): pass 3 beginning
+    means at least one pass is done, so after_iterations = 1 switches then."""
+    state = {"postcopy_switch": {"after_iterations": 1}}
+    assert switch_reason(state, 1, 100) is None
+    assert switch_reason(state, 3, 90) == "after 1 iteration"
