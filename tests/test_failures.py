@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from users_domains import define_users_domain, remove_users_domain
 
 pytestmark = pytest.mark.lab
 
@@ -151,22 +152,10 @@ def users_domain(lab):
 
     image = guest_image({"working_set_mib": SLOW["ws"], "dirty_rate_mibs": SLOW["rate"]})
     name = f"users-own-{os.getpid()}"
-    kind = "kvm" if lab["accel"] == "kvm" else "qemu"
-    xml = f"""<domain type='{kind}'><name>{name}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
-      <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{image.kernel}</kernel><cmdline>{image.cmdline}</cmdline></os>
-      <devices><serial type='pty'/><memballoon model='none'/></devices></domain>"""
     src, dst = (libvirt.open(h["uri"]) for h in lab["hosts"])
-    dom = src.defineXML(xml)
-    dom.create()
+    dom = define_users_domain(src, name, image.kernel, image.cmdline, lab["accel"])
     yield name, dom.UUIDString()
-    for conn in (src, dst):
-        try:
-            d = conn.lookupByName(name)
-            if d.isActive():
-                d.destroy()
-            d.undefine()
-        except libvirt.libvirtError:
-            pass
+    remove_users_domain((src, dst), name)
 
 
 @pytest.mark.parametrize("fault", ["abort", "kill-dst-qemu", "kill-dst-libvirtd"])

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from users_domains import define_users_domain, remove_users_domain
 
 pytestmark = pytest.mark.lab
 
@@ -93,28 +94,6 @@ def test_no_wait_fails_at_once_with_status_6_naming_the_holder(lab, tmp_path):
     assert not (tmp_path / "busy.duckdb").exists()  # nothing ran, nothing recorded
 
 
-def _define(conn, name: str, kernel: str, cmdline: str, accel: str):
-    xml = f"""<domain type='{"kvm" if accel == "kvm" else "qemu"}'><name>{name}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>
-      <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{kernel}</kernel><cmdline>{cmdline}</cmdline></os>
-      <devices><serial type='pty'/><memballoon model='none'/></devices></domain>"""
-    dom = conn.defineXML(xml)
-    dom.create()
-    return dom
-
-
-def _remove(conns, name: str) -> None:
-    import libvirt
-
-    for conn in conns:
-        try:
-            d = conn.lookupByName(name)
-            if d.isActive():
-                d.destroy()
-            d.undefine()
-        except libvirt.libvirtError:
-            pass
-
-
 def test_a_users_domains_survive_our_runs_failed_ones_included(lab, tmp_path):
     """A named domain whose migration QEMU refuses stays running where it was, untouched; a
     domain that merely looks like one of migflow's (no owner record) is never taken for a leftover."""
@@ -125,10 +104,10 @@ def test_a_users_domains_survive_our_runs_failed_ones_included(lab, tmp_path):
     image = guest_image({"working_set_mib": 16, "dirty_rate_mibs": 8})
     sconn, dconn = libvirt.open(src), libvirt.open(dst)
     names = ("e2e-users-own", "migflow-guest-20200101-000000-abcdef")
-    _remove((sconn, dconn), names[0]), _remove((sconn, dconn), names[1])
+    remove_users_domain((sconn, dconn), names[0]), remove_users_domain((sconn, dconn), names[1])
     try:
-        mine = _define(sconn, names[0], image.kernel, image.cmdline, lab["accel"])
-        lookalike = _define(sconn, names[1], image.kernel, image.cmdline, lab["accel"])
+        mine = define_users_domain(sconn, names[0], image.kernel, image.cmdline, lab["accel"])
+        lookalike = define_users_domain(sconn, names[1], image.kernel, image.cmdline, lab["accel"])
         uuids = (mine.UUIDString(), lookalike.UUIDString())
         wf = tmp_path / "refused.toml"
         wf.write_text(
@@ -151,7 +130,7 @@ def test_a_users_domains_survive_our_runs_failed_ones_included(lab, tmp_path):
         assert not any(w in json.dumps(result) for w in ("destroyed", "undefined", "removed")), result
     finally:
         for name in names:
-            _remove((sconn, dconn), name)
+            remove_users_domain((sconn, dconn), name)
 
 
 def test_evacuation_moves_several_guests_at_once(shipped_run):

@@ -54,14 +54,14 @@ class FirstMove:
 def first_move(original: dict, where: dict[str, Seen | None], *, keep_created: bool = False) -> FirstMove:
     """Phase 1 from the original record and what each host has (``{"source": Seen | None, "destination": ...}``)."""
     name = f"{original.get('name')!r} ({original.get('uuid')})"
-    found = tuple(role for role in ("source", "destination") if where.get(role) is not None)
+    here = {role: seen for role in ("source", "destination") if (seen := where.get(role)) is not None}
+    found = tuple(here)
     if original.get("created") and not keep_created:
         if not found:
             return FirstMove("lost", message=f"the created domain {name} was found on neither host")
         return FirstMove("remove", roles=found)
     if not found:
         return FirstMove("lost", message=f"domain {name} runs on neither host: it was lost")
-    here = {role: seen for role, seen in where.items() if seen is not None}
     split = [role for role, seen in here.items() if seen.postcopy_failed]
     if split:
         states = ", ".join(f"{role}: {seen.state}" for role, seen in here.items())
