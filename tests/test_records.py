@@ -497,7 +497,8 @@ def test_runs_lists_and_filters(filled):
     assert any(ln.startswith("bad-1") and "failed" in ln and "operation aborted" in ln and "more detail" not in ln for ln in lines)
     assert any(ln.startswith("ok-1") and "completed" in ln for ln in lines)
     data = json.loads(cli("runs", "--status", "failed", "--json", results=filled).stdout)
-    assert [d["run_id"] for d in data] == ["bad-1"] and data[0]["duration_s"] >= 0
+    assert [d["run_id"] for d in data] == ["bad-1"]
+    assert isinstance(data[0]["duration_s"], float) and 0 <= data[0]["duration_s"] < 60, data[0]  # a run recorded just now, ended after it began
     assert len(json.loads(cli("runs", "--limit", "1", "--json", results=filled).stdout)) == 1
     assert json.loads(cli("runs", "--workflow", "other", "--json", results=filled).stdout) == []
 
