@@ -434,11 +434,51 @@ def _a_guest_then_both_daemons_killed() -> tuple[str, list[int], list[int]]:
     assert len(old) == 2, state["pids"]  # the two daemons, no dead predecessor
     for pid in old:
         os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while hosts.is_up() and time.monotonic() < deadline:
+    # until both are gone, not merely until the lab is no longer up: that is when the
+    # first one has died, and the other may still hold its socket open
+    deadline = time.monotonic() + 10
+    while any(process_start(p) for p in old) and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert not any(process_start(p) for p in old), old
     assert not hosts.is_up()
     return name, guests, old
+
+
+def test_repair_restarts_a_daemon_that_was_still_dying_when_first_looked_at(monkeypatch, tmp_path):
+    """Both daemons killed, host a's not yet gone when `up` first looks (alive, its socket
+    still open): the repair's second look finds it gone and starts it too, instead of
+    giving up on a lab that is whole and tearing down its guests."""
+    from migflow_lab import lifecycle
+
+    dying = {"mflab-a": 1}  # looks alive this many more times
+    started: list[str] = []
+
+    def fake_alive(entry):
+        name = entry["name"]
+        if name in started:
+            return True
+        if dying.get(name, 0) > 0:
+            dying[name] -= 1
+            return True
+        return False
+
+    def fake_start(h, state, echo):
+        started.append(h.name)
+        state["hosts"][h.name] = {"libvirtd": {"name": h.name}}
+
+    monkeypatch.setattr(lifecycle, "link_exists", lambda _: True)
+    monkeypatch.setattr(lifecycle, "netns_list", lambda: [h.name for h in lifecycle.HOSTS])
+    monkeypatch.setattr(lifecycle, "port_open", lambda *_: True)
+    monkeypatch.setattr(lifecycle, "alive", fake_alive)
+    monkeypatch.setattr(lifecycle, "start_daemon", fake_start)
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "pki" / "ca-cert.pem").write_text("")
+    monkeypatch.setattr(lifecycle, "LAB_ROOT", tmp_path)
+    state = {"hosts": {h.name: {"libvirtd": {"name": h.name}} for h in lifecycle.HOSTS}}
+    lines: list[str] = []
+    assert lifecycle._repair(state, lines.append) is True
+    assert sorted(started) == ["mflab-a", "mflab-b"]
+    assert sum("is gone; starting it again" in ln for ln in lines) == 2, lines
 
 
 @pytest.mark.lab

@@ -127,17 +127,22 @@ def _repair(state: dict, echo: Echo) -> bool:
     )
     if not whole:
         return False
-    for h in HOSTS:
-        entry = state["hosts"].get(h.name, {}).get("libvirtd")
-        if alive(entry) and port_open(h.address, LIBVIRTD_PORT):
-            continue
-        echo(f"lab: libvirtd of {h.name} is gone; starting it again (its guests keep running)")
-        try:
-            start_daemon(h, state, echo)
-        except HostError as exc:
-            echo(f"lab: {exc.message}")
-            return False
-    return _healthy(state)
+    # Two passes: a daemon still dying when the first looked (killed, its socket not yet
+    # closed) is found gone by the second.
+    for _ in range(2):
+        for h in HOSTS:
+            entry = state["hosts"].get(h.name, {}).get("libvirtd")
+            if alive(entry) and port_open(h.address, LIBVIRTD_PORT):
+                continue
+            echo(f"lab: libvirtd of {h.name} is gone; starting it again (its guests keep running)")
+            try:
+                start_daemon(h, state, echo)
+            except HostError as exc:
+                echo(f"lab: {exc.message}")
+                return False
+        if _healthy(state):
+            return True
+    return False
 
 
 def up(rate=None, delay_ms=None, jitter_ms=None, loss_pct=None, echo: Echo | None = print) -> dict:
