@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import migflow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,13 +62,7 @@ def shipped_run(lab, tmp_path_factory):
     def run(name: str):
         if name not in cache:
             db = tmp_path_factory.mktemp(name) / "results.duckdb"
-            proc = subprocess.run(
-                [sys.executable, "-m", "migflow", "run", str(ROOT / "workflows" / f"{name}.toml"), "--results", str(db)],
-                check=False,
-                capture_output=True,
-                text=True,
-                timeout=1800,
-            )
+            proc = migflow("run", ROOT / "workflows" / f"{name}.toml", "--results", db, timeout=1800)
             cache[name] = (db, proc)
         return cache[name]
 

@@ -14,13 +14,12 @@ this file checks what a user sees at the command line.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import pytest
+from cli_runner import migflow, user_env
 
 # A valid workflow; each case replaces one piece.
 BASE = {
@@ -276,12 +275,6 @@ def _args(case: Case, tmp: Path) -> list[str]:
     return out
 
 
-def migflow(args, cwd, env=None, timeout=120):
-    e = {k: v for k, v in os.environ.items() if not k.startswith("MIGFLOW_")}
-    e.update(env or {})
-    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, cwd=cwd, env=e, timeout=timeout)
-
-
 def messages(proc) -> list[str]:
     """The error lines: ``migflow: ...`` (warnings aside), click's ``Error: ...``, and
     the issue lines of ``migflow validate``."""
@@ -297,7 +290,7 @@ def test_bad_input_gives_one_clear_message_and_the_documented_status(case, tmp_p
         (tmp_path / "wf.toml").write_bytes(case.text if isinstance(case.text, bytes) else case.text.encode())
     if case.setup:
         case.setup(tmp_path)
-    proc = migflow(_args(case, tmp_path), cwd=tmp_path, env=case.env)
+    proc = migflow(*_args(case, tmp_path), cwd=tmp_path, env=user_env(**case.env), timeout=120)
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out, out
     assert proc.returncode == case.status, out
@@ -325,7 +318,7 @@ def test_every_documented_status_is_exercised():
 
 def test_query_data_stay_after_refused_writes(tmp_path):
     _results_db(tmp_path)
-    proc = migflow(["query", "SELECT run_id FROM runs", "--results", str(tmp_path / "r.duckdb"), "--format", "csv"], cwd=tmp_path)
+    proc = migflow("query", "SELECT run_id FROM runs", "--results", str(tmp_path / "r.duckdb"), "--format", "csv", cwd=tmp_path, env=user_env(), timeout=120)
     assert proc.returncode == 0 and proc.stdout.splitlines() == ["run_id", "a"], proc.stderr
 
 
@@ -336,7 +329,7 @@ def test_query_data_stay_after_refused_writes(tmp_path):
 def test_missing_domain_is_a_recorded_failed_run(lab, tmp_path):
     (tmp_path / "wf.toml").write_text(workflow(domain='[domain]\nname = "nope"'))
     db = tmp_path / "r.duckdb"
-    proc = migflow(["run", str(tmp_path / "wf.toml"), "--results", str(db)], cwd=tmp_path, timeout=300)
+    proc = migflow("run", str(tmp_path / "wf.toml"), "--results", str(db), cwd=tmp_path, env=user_env(), timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
     assert "Traceback" not in out

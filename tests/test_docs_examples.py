@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runner import migflow
 from click.testing import CliRunner
 from test_libvirt_workflows import WORKFLOWS as LIBVIRT_WORKFLOWS
 
@@ -115,7 +116,7 @@ def test_the_validate_help_shows_what_validate_prints():
     """The output block of `migflow validate --help` is what the example really prints ("..." ends a line early)."""
     helptext = CliRunner().invoke(cli, ["validate", "--help"], prog_name="migflow").output
     shown = [ln.strip() for ln in helptext.split("Output of the last one", 1)[1].split("\n\n", 1)[0].splitlines()[1:] if ln.strip()]
-    real = subprocess.run([sys.executable, "-m", "migflow", "validate", "docs/examples/broken.toml"], check=False, capture_output=True, text=True, cwd=ROOT)
+    real = migflow("validate", "docs/examples/broken.toml", cwd=ROOT, timeout=120)
     assert real.returncode == 2
     lines = (real.stdout + real.stderr).splitlines()
     assert len(shown) == len(lines) == 2, (shown, lines)
@@ -208,13 +209,7 @@ def test_example_runs(scratch, example):
 
 def test_the_seed_summary_query_of_seed_comparison_runs(scratch):
     """workflows/seed_comparison.toml points at docs/sql/seed_summary.sql: it runs and shows every mode."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "migflow", "query", "--results", "seed.duckdb", "--format", "json", "--file", str(ROOT / "docs" / "sql" / "seed_summary.sql")],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=scratch,
-    )
+    proc = migflow("query", "--results", "seed.duckdb", "--format", "json", "--file", ROOT / "docs" / "sql" / "seed_summary.sql", cwd=scratch, timeout=120)
     assert proc.returncode == 0, proc.stderr
     import json
 

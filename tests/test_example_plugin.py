@@ -22,6 +22,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from cli_runner import migflow
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "docs" / "examples" / "migflow-example"
@@ -140,7 +141,7 @@ def test_workflow_runs_on_the_lab(venv, lab, tmp_path):
 
 
 def _outer_has_example() -> bool:
-    proc = subprocess.run([sys.executable, "-m", "migflow", "plugins", "--json"], check=False, capture_output=True, text=True, timeout=120)
+    proc = migflow("plugins", "--json", timeout=120)
     return proc.returncode == 0 and _example(proc.stdout) is not None
 
 
@@ -168,6 +169,6 @@ def test_uninstalled_the_workflow_fails_validation_naming_the_plugin(venv):
 
 @pytest.mark.skipif(not os.environ.get("CI"), reason="CI installs the example into the main environment (.ci/run)")
 def test_installed_by_ci():
-    proc = subprocess.run([sys.executable, "-m", "migflow", "plugins", "--json"], check=False, capture_output=True, text=True, timeout=120)
+    proc = migflow("plugins", "--json", timeout=120)
     info = _example(proc.stdout)
     assert info is not None and info["version"] == "0.1.0", "CI must run: python3 -m pip install ./docs/examples/migflow-example"

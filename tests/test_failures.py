@@ -13,12 +13,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
+from cli_runner import migflow, query
 from users_domains import define_users_domain, remove_users_domain
 
 pytestmark = pytest.mark.lab
@@ -78,20 +77,13 @@ def run(tmp_path, wf, fault=None, db=None, timeout=300):
         MIGFLOW_FAULT=fault or "",
         MIGFLOW_FAULT_MARK=str(tmp_path / "fault.mark"),
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "migflow", "run", str(wf), "--results", str(db)], check=False, capture_output=True, text=True, timeout=timeout, env=env
-    )
+    proc = migflow("run", wf, "--results", db, env=env, timeout=timeout)
     return db, proc
 
 
 def fired(tmp_path):
     mark = tmp_path / "fault.mark"
     return mark.exists() and mark.read_text().strip() != ""
-
-
-def query(db, sql, *params):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql, params).fetchall()
 
 
 def assert_on_source(found: dict, state: str) -> None:
@@ -278,13 +270,14 @@ def test_ctrl_c_aborts_the_leg_restores_and_records_interrupted(tmp_path, health
     assert proc.returncode == 130, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert query(db, "SELECT status, error FROM runs") == [("interrupted", "interrupted by Ctrl-C")]
-    assert query(db, "SELECT step, status FROM steps ORDER BY position") == [
+    steps = query(db, "SELECT step, status, error FROM steps ORDER BY position")
+    assert [(step, status) for step, status, _ in steps] == [
         ("prepare-domain", "completed"),
         ("set-capabilities", "completed"),
         ("migrate", "interrupted"),
         ("collect-qmp", "completed"),
         ("restore", "completed"),
-    ]
+    ], steps
     assert query(db, "SELECT status FROM migrations") == [("interrupted",)]
     found = restore_found(db)["found"]
     assert found["source"] in ("running", "paused"), found  # a paused source is resumed by restore
@@ -330,7 +323,7 @@ def test_migflow_killed_mid_migration_is_reconciled_and_recovered(tmp_path, heal
     run_id = json.loads(spooled[0].read_text())["run"]["run_id"]
     guest = f"migflow-guest-{run_id}"  # the run's own domain
     wait_until_only_on(where, guest)  # the orphaned job ends on its own
-    rec = subprocess.run([sys.executable, "-m", "migflow", "recover", "--results", str(db)], check=False, capture_output=True, text=True, timeout=120)
+    rec = migflow("recover", "--results", db, timeout=120)
     assert rec.returncode == 0, rec.stdout + rec.stderr
     [(status, error, extra)] = query(db, "SELECT status, error, extra FROM runs")
     assert status == "abandoned"
@@ -338,7 +331,4 @@ def test_migflow_killed_mid_migration_is_reconciled_and_recovered(tmp_path, heal
     assert f"running on the {where}" in error, error
     recovered = json.loads(extra)["recovered"]
     assert recovered["error"] is None and any("destroyed" in a for a in recovered["actions"]), recovered
-    assert (
-        "nothing to recover"
-        in subprocess.run([sys.executable, "-m", "migflow", "recover", "--results", str(db)], check=False, capture_output=True, text=True, timeout=60).stdout
-    )
+    assert "nothing to recover" in migflow("recover", "--results", db, timeout=60).stdout

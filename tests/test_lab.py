@@ -19,6 +19,7 @@ import xml.etree.ElementTree as ET
 from typing import ClassVar
 
 import pytest
+from cli_runner import migflow, query
 from migflow_lab import api as hosts
 from migflow_lab import prereqs, shaping, system
 from migflow_lab.daemons import MARKER
@@ -131,7 +132,7 @@ def test_prerequisites_name_the_fix(monkeypatch):
 
 
 def test_cli_lab_help_has_examples():
-    out = subprocess.run([sys.executable, "-m", "migflow", "lab", "shape", "--help"], check=False, capture_output=True, text=True)
+    out = migflow("lab", "shape", "--help")
     assert out.returncode == 0, out.stderr
     assert "migflow lab shape --rate 1gbit" in out.stdout and "--clear" in out.stdout
 
@@ -142,7 +143,7 @@ def test_cli_lab_help_has_examples():
 @pytest.mark.lab
 def test_status_shape_and_daemons_reachable(lab):
     libvirt = _libvirt()
-    out = subprocess.run([sys.executable, "-m", "migflow", "lab", "status", "--json"], check=False, capture_output=True, text=True)
+    out = migflow("lab", "status", "--json")
     assert out.returncode == 0, out.stderr
     st = json.loads(out.stdout)
     assert st["up"] is True
@@ -350,24 +351,17 @@ use = "restore"
 @pytest.mark.parametrize("mode, status", [("p2p", "completed"), ("unmanaged-direct", "failed")])
 def test_a_workflow_that_shapes_the_link_leaves_it_as_it_was(lab, tmp_path, mode, status):
     """The legs and the run record the shaping in force; afterwards, also after a failed run, the link is back."""
-    import duckdb
-
     before = hosts.status()["link"]
     (tmp_path / "w.toml").write_text(SHAPING_WORKFLOW.format(mode=mode))
-    proc = subprocess.run(
-        [sys.executable, "-m", "migflow", "run", str(tmp_path / "w.toml"), "--results", str(tmp_path / "r.duckdb")],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = migflow("run", tmp_path / "w.toml", "--results", tmp_path / "r.duckdb", timeout=600)
     try:
         assert proc.returncode == (0 if status == "completed" else 1), proc.stdout + proc.stderr
-        after = json.loads(subprocess.run([sys.executable, "-m", "migflow", "lab", "status", "--json"], check=True, capture_output=True, text=True).stdout)
+        shown = migflow("lab", "status", "--json")
+        assert shown.returncode == 0, shown.stderr
+        after = json.loads(shown.stdout)
         assert after["link"] == before, (before, after["link"])
-        with duckdb.connect(str(tmp_path / "r.duckdb"), read_only=True) as con:
-            [(run_status, env)] = con.execute("SELECT status, environment FROM runs").fetchall()
-            [(leg_link,)] = con.execute("SELECT link FROM migrations").fetchall()
+        [(run_status, env)] = query(tmp_path / "r.duckdb", "SELECT status, environment FROM runs")
+        [(leg_link,)] = query(tmp_path / "r.duckdb", "SELECT link FROM migrations")
         assert run_status == status
         assert json.loads(env)["link"]["rate"] == "200mbit" and json.loads(env)["accel"] == lab["accel"]
         assert json.loads(leg_link)["rate"] == "200mbit"

@@ -8,12 +8,10 @@ command line; the tests then read the DuckDB file it wrote.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-import duckdb
 import pytest
+from cli_runner import migflow, query
 
 pytestmark = pytest.mark.lab
 
@@ -27,15 +25,6 @@ MODE = {
     "unmanaged_direct": "unmanaged-direct",
     "xbzrle": "zstack",
 }
-
-
-def migflow(*args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, timeout=timeout)
-
-
-def query(db, sql, *params):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql, params).fetchall()
 
 
 @pytest.fixture(scope="module")

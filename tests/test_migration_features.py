@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from cli_runner import migflow, query
 
 pytestmark = pytest.mark.lab
 
@@ -92,13 +91,7 @@ def ran(lab, tmp_path_factory):
         if name not in cache:
             d = tmp_path_factory.mktemp(name)
             (d / "w.toml").write_text(_workflow(name))
-            proc = subprocess.run(
-                [sys.executable, "-m", "migflow", "run", str(d / "w.toml"), "--results", str(d / "r.duckdb")],
-                check=False,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
+            proc = migflow("run", d / "w.toml", "--results", d / "r.duckdb", timeout=600)
             cache[name] = (d / "r.duckdb", proc)
         return cache[name]
 
@@ -106,15 +99,15 @@ def ran(lab, tmp_path_factory):
 
 
 def legs(db, columns: str) -> list[tuple]:
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(f"SELECT {columns} FROM migrations ORDER BY leg").fetchall()
+    return query(db, f"SELECT {columns} FROM migrations ORDER BY leg")
 
 
 def left_behind(db) -> list:
     """Domains of the runs in ``db`` still on a lab host (other runs may share the lab meanwhile)."""
-    with duckdb.connect(str(db), read_only=True) as con:
-        runs = [r for (r,) in con.execute("SELECT run_id FROM runs").fetchall()]
-    st = json.loads(subprocess.run([sys.executable, "-m", "migflow", "lab", "status", "--json"], check=True, capture_output=True, text=True).stdout)
+    runs = [r for (r,) in query(db, "SELECT run_id FROM runs")]
+    status = migflow("lab", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    st = json.loads(status.stdout)
     return [d for h in st["hosts"] for d in h["domains"] if any(r in d["name"] for r in runs)]
 
 

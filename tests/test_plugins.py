@@ -13,6 +13,7 @@ import venv
 from pathlib import Path
 
 import pytest
+from cli_runner import migflow
 
 from migflow.errors import PluginError
 from migflow.hookspecs import hookimpl
@@ -87,10 +88,6 @@ def _distribution(tmp_path: Path, name: str, code: str) -> dict:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
 
 
-def _migflow(*args, env):
-    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, env=env, timeout=120)
-
-
 TRAPS = {
     "restore": (
         """
@@ -132,14 +129,14 @@ TRAPS = {
 def test_plugin_traps_are_named_errors_that_leave_other_commands_usable(tmp_path, trap):
     code, says = TRAPS[trap]
     env = _distribution(tmp_path, trap, code)
-    listed = _migflow("plugins", "--json", env=env)
+    listed = migflow("plugins", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     failures = json.loads(listed.stdout)["failures"]
     assert any(says in f and f"migflow-{trap}" in f for f in failures), failures
-    assert _migflow("--help", env=env).returncode == 0  # unrelated commands still work
-    checked = _migflow("validate", str(ROOT / "workflows" / "p2p.toml"), env=env)
+    assert migflow("--help", env=env).returncode == 0  # unrelated commands still work
+    checked = migflow("validate", str(ROOT / "workflows" / "p2p.toml"), env=env)
     assert checked.returncode == 0 and says in checked.stderr, checked.stdout + checked.stderr
-    strict = _migflow("--strict-plugins", "plugins", env=env)
+    strict = migflow("--strict-plugins", "plugins", env=env)
     assert strict.returncode == 3 and says in strict.stderr and f"migflow-{trap}" in strict.stderr, strict.stderr
     assert "Traceback" not in strict.stderr
 
@@ -156,10 +153,10 @@ def test_an_explicit_override_is_listed(tmp_path):
             register(StepSpec("restore", lambda ctx, options: {"mine": True}, always_run=True, override=True))
         """,
     )
-    listed = json.loads(_migflow("plugins", "--json", env=env).stdout)
+    listed = json.loads(migflow("plugins", "--json", env=env).stdout)
     [mine] = [p for p in listed["plugins"] if p["name"] == "keep"]
     assert mine["overrides"] == ["step restore (from steps)"] and not listed["failures"]
-    assert "overrides: step restore (from steps)" in _migflow("plugins", env=env).stdout
+    assert "overrides: step restore (from steps)" in migflow("plugins", env=env).stdout
 
 
 def _broken_distribution(tmp_path: Path) -> dict:
@@ -176,21 +173,19 @@ def _broken_distribution(tmp_path: Path) -> dict:
 
 def test_a_broken_plugin_warns_naming_it_and_its_distribution(tmp_path):
     env = _broken_distribution(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "migflow", "plugins", "--json"], check=False, capture_output=True, text=True, env=env)
+    proc = migflow("plugins", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert "broken" not in [p["name"] for p in data["plugins"]]
     assert any("'broken'" in f and "migflow-broken" in f and "this plugin is broken" in f for f in data["failures"])
-    proc = subprocess.run(
-        [sys.executable, "-m", "migflow", "validate", str(ROOT / "workflows" / "p2p.toml")], check=False, capture_output=True, text=True, env=env
-    )
+    proc = migflow("validate", str(ROOT / "workflows" / "p2p.toml"), env=env)
     assert proc.returncode == 0 and "migflow-broken" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_strict_mode_makes_a_broken_plugin_an_error(tmp_path):
     env = _broken_distribution(tmp_path)
     for args, extra_env in ((["--strict-plugins", "plugins"], {}), (["plugins"], {"MIGFLOW_STRICT_PLUGINS": "1"})):
-        proc = subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, env={**env, **extra_env})
+        proc = migflow(*args, env={**env, **extra_env})
         assert proc.returncode == 3, proc.stdout + proc.stderr
         assert "migflow-broken" in proc.stderr and "Traceback" not in proc.stderr
 

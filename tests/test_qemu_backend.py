@@ -13,11 +13,10 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-import duckdb
 import pytest
+from cli_runner import migflow, migflow_args, query
 
 ROOT = Path(__file__).resolve().parent.parent
 STAT_COLUMNS = (
@@ -35,15 +34,6 @@ STAT_COLUMNS = (
     "ram_dirty_sync_count",
     "guest_pause_ms",
 )
-
-
-def migflow(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, timeout=timeout)
-
-
-def query(db, sql, *params):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql, params).fetchall()
 
 
 def _alive(pid) -> bool:
@@ -567,7 +557,7 @@ def test_zerocopy_without_locked_memory_is_refused_before_migrating(lab, tmp_pat
     proc = subprocess.run(
         # migflow and the QEMUs it starts without both capabilities, under an 8 MiB hard limit
         ["prlimit", "--memlock=8388608:8388608", "setpriv", "--bounding-set=-ipc_lock,-sys_resource", "--inh-caps=-ipc_lock,-sys_resource", "--"]
-        + [sys.executable, "-m", "migflow", "run", str(wf), "--results", str(db)],
+        + migflow_args("run", wf, "--results", db),
         check=False,
         capture_output=True,
         text=True,

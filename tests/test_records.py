@@ -19,6 +19,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from cli_runner import migflow
 
 from migflow.errors import StoreError
 from migflow.records import (
@@ -432,10 +433,9 @@ def test_redact_uri(uri, keeps, drops):
 
 
 def cli(*args, results=None):
-    env = {**os.environ}
-    if results is not None:
-        env["MIGFLOW_RESULTS"] = str(results)
-    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, env=env, timeout=120)
+    """migflow with the results file named by MIGFLOW_RESULTS, as a user's shell may set it."""
+    env = {**os.environ} if results is None else {**os.environ, "MIGFLOW_RESULTS": str(results)}
+    return migflow(*args, env=env, timeout=120)
 
 
 @pytest.fixture

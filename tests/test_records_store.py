@@ -16,6 +16,7 @@ import sys
 
 import duckdb
 import pytest
+from cli_runner import query
 
 from migflow.errors import StoreError
 from migflow.procs import command_name, process_start
@@ -45,11 +46,6 @@ def spool(results, run_id, status="completed", samples=0, **run):
     path = spool_path(results, run_id)
     write_spool(path, data)
     return path
-
-
-def query(results, sql):
-    with duckdb.connect(str(results), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 # -- locks ----------------------------------------------------------------------

@@ -5,16 +5,11 @@ the PNGs are valid images."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import browser
 import pytest
+from cli_runner import migflow
 from resultsdata import TOTAL, build_results
-
-
-def migflow(*args):
-    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import fakes
 import pytest
+from cli_runner import migflow, user_env
 from test_engine import workflow
 
 from migflow.engine import Engine
@@ -157,11 +155,6 @@ def _digest(db: Path) -> str:
     return h.hexdigest()
 
 
-def migflow(*args, cwd=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MIGFLOW_")}
-    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
-
-
 WRITES = [
     "DELETE FROM runs",
     "UPDATE runs SET status = 'completed'",
@@ -212,7 +205,7 @@ def test_query_refuses_every_write_and_the_data_stay(results, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     for sql in WRITES:
-        proc = migflow("query", "--results", str(results), "--", sql.replace("OUT", str(out)), cwd=tmp_path)
+        proc = migflow("query", "--results", str(results), "--", sql.replace("OUT", str(out)), cwd=tmp_path, env=user_env(), timeout=120)
         text = proc.stdout + proc.stderr
         assert proc.returncode == 2, (sql, text)
         assert "Traceback" not in text, (sql, text)
@@ -220,7 +213,7 @@ def test_query_refuses_every_write_and_the_data_stay(results, tmp_path):
     assert list(out.iterdir()) == []  # no file written by COPY, EXPORT, ATTACH, PRAGMA profiling_output
     assert _digest(results) == before  # not one byte of the database or its WAL changed
     assert _dump(results) == before_rows
-    proc = migflow("query", "--results", str(results), "SELECT count(*) AS n FROM runs", "--format", "json")
+    proc = migflow("query", "--results", str(results), "SELECT count(*) AS n FROM runs", "--format", "json", env=user_env(), timeout=120)
     assert proc.returncode == 0 and json.loads(proc.stdout) == [{"n": 2}]
 
 
@@ -235,7 +228,7 @@ def test_reading_statements_still_work(results):
         "SELECT stats->>'$.ram.total' FROM migrations",
         "VALUES (1)",
     ]:
-        proc = migflow("query", "--results", str(results), sql)
+        proc = migflow("query", "--results", str(results), sql, env=user_env(), timeout=120)
         assert proc.returncode == 0, (sql, proc.stderr)
 
 
@@ -281,7 +274,7 @@ def test_transport_warnings_in_dry_run(tmp_path, src, dst, mode, flags, expected
     args = ["run", str(wf), "--dry-run", "--results", str(tmp_path / "r.duckdb")]
     if src:
         args += ["--src", src, "--dst", dst]
-    proc = migflow(*args, cwd=tmp_path)
+    proc = migflow(*args, cwd=tmp_path, env=user_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("migflow: warning:")]
     found = {w for w in (TCP_WARNING, STREAM_WARNING) if any(w in ln for ln in warnings)}
@@ -297,7 +290,18 @@ def test_transport_warnings_in_dry_run(tmp_path, src, dst, mode, flags, expected
 def test_dry_run_prints_hosts_redacted(tmp_path):
     wf = tmp_path / "wf.toml"
     wf.write_text(BASE.replace("MODE", "p2p").replace("FLAGS", 'flags = ["tls"]'))
-    proc = migflow("run", str(wf), "--dry-run", "--src", "qemu+ssh://root:hunter2@a/system?keyfile=/k", "--dst", "qemu+ssh://b/system", cwd=tmp_path)
+    proc = migflow(
+        "run",
+        str(wf),
+        "--dry-run",
+        "--src",
+        "qemu+ssh://root:hunter2@a/system?keyfile=/k",
+        "--dst",
+        "qemu+ssh://b/system",
+        cwd=tmp_path,
+        env=user_env(),
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "hosts: qemu+ssh://root:***@a/system?keyfile=*** -> qemu+ssh://b/system" in proc.stdout
     assert "hunter2" not in proc.stdout + proc.stderr and "=/k" not in proc.stdout + proc.stderr

@@ -9,12 +9,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
+from cli_runner import migflow, migflow_args, query
 from users_domains import define_users_domain, remove_users_domain
 
 pytestmark = pytest.mark.lab
@@ -23,18 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 MAIN_JOB = str(ROOT / "workflows" / "zstack_default.toml")
 
 
-def migflow(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, timeout=timeout)
-
-
 def start(*args) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its lines as they come
-    return subprocess.Popen([sys.executable, "-m", "migflow", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def query(db, sql):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql).fetchall()
+    return subprocess.Popen(migflow_args(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def wait_for_line(proc: subprocess.Popen, pattern: str, timeout: float = 600) -> list[str]:

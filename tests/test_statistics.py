@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import subprocess
-import sys
 import textwrap
 
 import duckdb
 import fakes
 import pytest
+from cli_runner import migflow
 from resultsdata import RAM, TOTAL, build_results
 
 from migflow.engine import Engine
@@ -217,10 +216,6 @@ def test_a_file_without_views_gets_temp_views_when_read(tmp_path):
 
 
 # -- compare -----------------------------------------------------------------------------------
-
-
-def migflow(*args):
-    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, timeout=120)
 
 
 def compare_json(path, *args):

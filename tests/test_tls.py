@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
+from cli_runner import migflow
 
 pytestmark = pytest.mark.lab
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def migflow(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, timeout=timeout)
 
 
 def test_lab_up_tls_proves_both_hosts_answer_over_tls(lab):

@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from cli_runner import migflow
 from jsonschema import Draft202012Validator
 
 from migflow.errors import WorkflowError
@@ -485,14 +486,10 @@ def test_composed_schema_checks_step_options(plugins):
 # -- the command line ----------------------------------------------------------------------------
 
 
-def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "migflow", *args], check=False, capture_output=True, text=True, cwd=cwd, timeout=120)
-
-
 def test_cli_broken_files_exit_2_without_traceback(tmp_path):
     files = [str(DATA / n) for n in ("three_mistakes.toml", "bad_syntax.toml", "binary.toml", "empty.toml")]
     files += [str(tmp_path / "missing.toml"), str(tmp_path)]
-    r = run_cli("validate", *files, cwd=tmp_path)
+    r = migflow("validate", *files, cwd=tmp_path)
     assert r.returncode == 2, r
     assert "Traceback" not in r.stdout + r.stderr
     assert f"{DATA / 'three_mistakes.toml'}:2: repetitions: expected an integer ≥ 1, got 0" in r.stdout
@@ -501,7 +498,7 @@ def test_cli_broken_files_exit_2_without_traceback(tmp_path):
 
 
 def test_cli_json_output(tmp_path):
-    r = run_cli("validate", "--json", str(DATA / "bad_repetitions.toml"), str(DATA / "bad_syntax.toml"), cwd=tmp_path)
+    r = migflow("validate", "--json", str(DATA / "bad_repetitions.toml"), str(DATA / "bad_syntax.toml"), cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     report = json.loads(r.stdout)
     assert [e["ok"] for e in report] == [False, False]
@@ -509,13 +506,13 @@ def test_cli_json_output(tmp_path):
 
 
 def test_cli_from_another_directory_finds_the_packaged_schema(tmp_path):
-    r = run_cli("schema", "--core", cwd=tmp_path)
+    r = migflow("schema", "--core", cwd=tmp_path)
     assert r.returncode == 0 and json.loads(r.stdout)["$id"] == core_schema()["$id"]
-    r = run_cli("schema", "--output", str(tmp_path / "s.json"), cwd=tmp_path)
+    r = migflow("schema", "--output", str(tmp_path / "s.json"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     Draft202012Validator.check_schema(json.loads((tmp_path / "s.json").read_text()))
     # the core schema is in force when validating from elsewhere
-    r = run_cli("validate", str(DATA / "unknown_key.toml"), cwd=tmp_path)
+    r = migflow("validate", str(DATA / "unknown_key.toml"), cwd=tmp_path)
     assert r.returncode == 2 and "unknown key 'repetiton' (did you mean 'repetitions'?)" in r.stdout
 
 
@@ -539,7 +536,7 @@ def test_cli_ok_with_a_plugin(tmp_path):
 
 
 def test_cli_help_has_an_example():
-    r = run_cli("validate", "--help")
+    r = migflow("validate", "--help")
     assert r.returncode == 0 and "migflow validate docs/examples/broken.toml" in r.stdout and "--json" in r.stdout
     assert "broken.toml:3: repetitions: expected an integer ≥ 1, got -3" in r.stdout
 
