@@ -140,20 +140,67 @@ def test_decisions_are_immutable_data():
         PAUSED.state = "running"
 
 
-class _Dom:
-    def __init__(self, state, reason):
-        self._state = (state, reason)
-
-    def state(self):
-        return self._state
-
-
 def test_libvirts_postcopy_failed_reasons_are_what_restore_sees():
     import libvirt
     from migflow_libvirt.backend import _postcopy_failed
 
-    assert _postcopy_failed(_Dom(libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED))
-    assert _postcopy_failed(_Dom(libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED))
-    assert not _postcopy_failed(_Dom(libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY))  # still in post-copy
-    assert not _postcopy_failed(_Dom(libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION))
-    assert not _postcopy_failed(_Dom(libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_MIGRATED))
+    assert _postcopy_failed(libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY_FAILED)
+    assert _postcopy_failed(libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_POSTCOPY_FAILED)
+    assert not _postcopy_failed(libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_POSTCOPY)  # still in post-copy
+    assert not _postcopy_failed(libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION)
+    assert not _postcopy_failed(libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_RUNNING_MIGRATED)
+
+
+class _Vanished(Exception):
+    """libvirt's "Domain not found", raised by a domain torn down while it is read."""
+
+    def get_error_code(self):
+        import libvirt
+
+        return libvirt.VIR_ERR_NO_DOMAIN
+
+
+class _Dom:
+    def __init__(self, state, reason, vanish=False):
+        self._state, self._vanish = (state, reason), vanish
+
+    def state(self):
+        return self._state
+
+    def isActive(self):
+        if self._vanish:
+            raise _Vanished("Domain not found: no domain with matching uuid")
+        return True
+
+    def isPersistent(self):
+        return False
+
+
+class _Conn:
+    def __init__(self, dom):
+        self.dom = dom
+
+    def lookupByUUIDString(self, uuid):
+        return self.dom
+
+
+def test_a_domain_that_vanishes_while_restore_reads_it_is_not_there(monkeypatch):
+    """The destination's incoming domain, torn down by libvirt after an abort, can vanish
+    between its lookup and the next question: restore sees no domain there (CI: a
+    Ctrl-C'd managed-direct leg failed restore with "Domain not found"), and the host
+    is not taken for unreachable."""
+    import libvirt
+    from migflow_libvirt import backend as lv
+
+    monkeypatch.setattr(lv.libvirt, "libvirtError", _Vanished)
+    b = lv.LibvirtBackend("qemu+tcp://198.18.0.1/system", "qemu+tcp://198.18.0.2/system")
+    conns = {
+        b.source_uri: _Conn(_Dom(libvirt.VIR_DOMAIN_RUNNING, 0)),
+        b.destination_uri: _Conn(_Dom(libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_MIGRATION, vanish=True)),
+    }
+    monkeypatch.setattr(b, "conn", conns.__getitem__)
+    unreachable: dict = {}
+    doms, seen = b._seen("7c7ea26b-369b-479f-a31a-33708c599751", unreachable)
+    assert seen == {"source": Seen("running", True, False, False), "destination": None}
+    assert list(doms) == ["source"] and unreachable == {}
+    assert b.locate("7c7ea26b-369b-479f-a31a-33708c599751") == {"source": "running", "destination": None}

@@ -129,9 +129,8 @@ def migrate_hint(message: str) -> str | None:
     return next((hint for words, hint in _MIGRATE_HINTS if words in message), None)
 
 
-def _postcopy_failed(dom) -> bool:
-    """libvirt's reason for the domain's state says post-copy failed after the switch (libvirt 8.5+)."""
-    state, reason = dom.state()
+def _postcopy_failed(state: int, reason: int) -> bool:
+    """libvirt's reason for the domain's state (``dom.state()``) says post-copy failed after the switch (libvirt 8.5+)."""
     return (state, reason) in {
         (libvirt.VIR_DOMAIN_PAUSED, getattr(libvirt, "VIR_DOMAIN_PAUSED_POSTCOPY_FAILED", -1)),
         (libvirt.VIR_DOMAIN_RUNNING, getattr(libvirt, "VIR_DOMAIN_RUNNING_POSTCOPY_FAILED", -1)),
@@ -288,19 +287,29 @@ class LibvirtBackend(Backend):
                 return None
             raise
 
-    def _where(self, uuid: str, unreachable: dict | None = None) -> dict:
-        """``{"source": (dom, state) or None, "destination": ...}`` by UUID on both hosts.
+    def _where(self, uuid: str, unreachable: dict | None = None) -> dict[str, tuple[Any, Seen] | None]:
+        """``{"source": (dom, Seen) or None, "destination": ...}`` by UUID on both hosts.
 
-        Hosts that cannot be asked are left out of the answer's truth: their
-        error goes into ``unreachable[role]``.
+        Everything about a domain is read at once, and a domain that vanishes
+        while it is read (an incoming migration torn down after an abort) is
+        not there.  Hosts that cannot be asked are left out of the answer's
+        truth: their error goes into ``unreachable[role]``.
         """
-        found = {}
+        found: dict[str, tuple[Any, Seen] | None] = {}
         for role, uri in (("source", self.source_uri), ("destination", self.destination_uri)):
+            found[role] = None
             try:
                 dom = self._lookup(self.conn(uri), uuid=uuid)
-                found[role] = (dom, _STATE_NAMES.get(dom.state()[0], "unknown")) if dom is not None else None
-            except (libvirt.libvirtError, HostError) as exc:
-                found[role] = None
+                if dom is not None:
+                    state, reason = dom.state()
+                    seen = Seen(_STATE_NAMES.get(state, "unknown"), bool(dom.isActive()), bool(dom.isPersistent()), _postcopy_failed(state, reason))
+                    found[role] = (dom, seen)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                    continue  # gone while we looked
+                if unreachable is not None:
+                    unreachable[role] = str(exc)
+            except HostError as exc:
                 if unreachable is not None:
                     unreachable[role] = str(exc)
         return found
@@ -308,7 +317,7 @@ class LibvirtBackend(Backend):
     def locate(self, uuid: str) -> dict:
         unreachable: dict = {}
         where = self._where(uuid, unreachable)
-        return {role: ("unknown (host unreachable)" if role in unreachable else (v[1] if v else None)) for role, v in where.items()}
+        return {role: ("unknown (host unreachable)" if role in unreachable else (v[1].state if v else None)) for role, v in where.items()}
 
     def prepare_domain(self, ctx, domain: dict, options: dict) -> dict:
         timeout = options.get("wait_timeout_s", 60)
@@ -724,8 +733,7 @@ class LibvirtBackend(Backend):
     def _seen(self, uuid: str, unreachable: dict | None = None) -> tuple[dict, dict[str, Seen | None]]:
         """(domain objects by role, what each host has) for the decisions of :mod:`.restore`."""
         where = self._where(uuid, unreachable)
-        seen = {role: Seen(v[1], bool(v[0].isActive()), bool(v[0].isPersistent()), _postcopy_failed(v[0])) if v else None for role, v in where.items()}
-        return {role: v[0] for role, v in where.items() if v}, seen
+        return {role: v[0] for role, v in where.items() if v}, {role: v[1] if v else None for role, v in where.items()}
 
     def restore(self, ctx, options: dict) -> dict:
         d = ctx.state.get("domain")
@@ -818,7 +826,7 @@ class LibvirtBackend(Backend):
             elif action == "undefine-destination":
                 dst.undefine()
                 end["actions"].append("removed the leftover definition on the destination")
-        end["end"] = {role: v[1] for role, v in self._where(d["uuid"]).items() if v}
+        end["end"] = {role: v[1].state for role, v in self._where(d["uuid"]).items() if v}
         return end
 
     def _remove_disks(self, d: dict, end: dict) -> None:
