@@ -26,7 +26,9 @@ from migflow.workflow.model import PlannedRun, Scenario, StepUse, Workflow
 HOSTS = HostPair("fake://a", "fake://b")
 
 
-def workflow(steps, repetitions=1, round_trip=False, fail_fast=False):
+def workflow(steps, repetitions=1, round_trip=False, fail_fast=False, **fields):
+    """A one-scenario workflow of ``steps`` ((name, options) pairs) for the fake backend;
+    ``fields`` sets other Workflow fields (``order``, ``seed``, ...)."""
     uses = [StepUse(name, opts, i) for i, (name, opts) in enumerate(steps)]
     sc = Scenario("default", {}, uses, {})
     wf = Workflow(
@@ -41,6 +43,7 @@ def workflow(steps, repetitions=1, round_trip=False, fail_fast=False):
         repetitions=repetitions,
         round_trip=round_trip,
         fail_fast=fail_fast,
+        **fields,
     )
     wf.scenarios = [sc]
     wf.plan = [PlannedRun(i, sc, i + 1) for i in range(repetitions)]

@@ -13,8 +13,9 @@ import textwrap
 import duckdb
 import fakes
 import pytest
-from cli_runner import migflow
+from cli_runner import migflow, query
 from resultsdata import RAM, TOTAL, build_results
+from test_engine import workflow
 
 from migflow.engine import Engine
 from migflow.plugins import get_plugins
@@ -23,7 +24,6 @@ from migflow.records.store import connect_writer, open_readonly
 from migflow.records.views import METRICS, T975, VIEW_NAMES
 from migflow.registry import HostPair
 from migflow.statistics import mean_ci, t_cdf, t_quantile, welch
-from migflow.workflow.model import PlannedRun, Scenario, StepUse, Workflow
 
 # -- Student t and Welch -----------------------------------------------------------------
 
@@ -296,27 +296,10 @@ def test_export_round_trip(db, tmp_path, fmt):
 def test_the_run_order_and_seed_are_recorded(tmp_path):
     fakes.FakeBackend.calls = []
     plugins = get_plugins(extra=(fakes,))
-    uses = [StepUse("migrate", {"mode": "fake-mode"}, 0)]
-    sc = Scenario("default", {}, uses, {})
-    wf = Workflow(
-        name="t",
-        description="",
-        file="t.toml",
-        backend="fake",
-        source=None,
-        destination=None,
-        domain={},
-        steps=uses,
-        repetitions=2,
-        order="shuffled",
-        seed=1234,
-    )
-    wf.scenarios = [sc]
-    wf.plan = [PlannedRun(i, sc, i + 1) for i in range(2)]
+    wf = workflow([("migrate", {"mode": "fake-mode"})], repetitions=2, order="shuffled", seed=1234)
     db = tmp_path / "r.duckdb"
     Engine(plugins, wf, HostPair("fake://a", "fake://b"), str(db), echo=lambda s: None).run()
-    with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute("SELECT extra->>'$.order', extra->>'$.seed', seed, run_order FROM runs JOIN legs USING (run_id)").fetchall()
+    rows = query(db, "SELECT extra->>'$.order', extra->>'$.seed', seed, run_order FROM runs JOIN legs USING (run_id)")
     assert rows and all(r == ("shuffled", "1234", 1234, "shuffled") for r in rows)
 
 
