@@ -434,7 +434,7 @@ def test_redact_uri(uri, keeps, drops):
 
 def cli(*args, results=None):
     """migflow with the results file named by MIGFLOW_RESULTS, as a user's shell may set it."""
-    env = {**os.environ} if results is None else {**os.environ, "MIGFLOW_RESULTS": str(results)}
+    env = None if results is None else {**os.environ, "MIGFLOW_RESULTS": str(results)}
     return migflow(*args, env=env, timeout=120)
 
 

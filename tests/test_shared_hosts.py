@@ -94,7 +94,8 @@ def test_a_users_domains_survive_our_runs_failed_ones_included(lab, tmp_path):
     image = guest_image({"working_set_mib": 16, "dirty_rate_mibs": 8})
     sconn, dconn = libvirt.open(src), libvirt.open(dst)
     names = ("e2e-users-own", "migflow-guest-20200101-000000-abcdef")
-    remove_users_domain((sconn, dconn), names[0]), remove_users_domain((sconn, dconn), names[1])
+    for name in names:
+        remove_users_domain((sconn, dconn), name)
     try:
         mine = define_users_domain(sconn, names[0], image.kernel, image.cmdline, lab["accel"])
         lookalike = define_users_domain(sconn, names[1], image.kernel, image.cmdline, lab["accel"])

@@ -15,14 +15,13 @@ import fakes
 import pytest
 from cli_runner import migflow, query
 from resultsdata import RAM, TOTAL, build_results
-from test_engine import workflow
+from test_engine import HOSTS, workflow
 
 from migflow.engine import Engine
 from migflow.plugins import get_plugins
 from migflow.records.schema import TABLES, ddl
 from migflow.records.store import connect_writer, open_readonly
 from migflow.records.views import METRICS, T975, VIEW_NAMES
-from migflow.registry import HostPair
 from migflow.statistics import mean_ci, t_cdf, t_quantile, welch
 
 # -- Student t and Welch -----------------------------------------------------------------
@@ -298,7 +297,7 @@ def test_the_run_order_and_seed_are_recorded(tmp_path):
     plugins = get_plugins(extra=(fakes,))
     wf = workflow([("migrate", {"mode": "fake-mode"})], repetitions=2, order="shuffled", seed=1234)
     db = tmp_path / "r.duckdb"
-    Engine(plugins, wf, HostPair("fake://a", "fake://b"), str(db), echo=lambda s: None).run()
+    Engine(plugins, wf, HOSTS, str(db), echo=lambda s: None).run()
     rows = query(db, "SELECT extra->>'$.order', extra->>'$.seed', seed, run_order FROM runs JOIN legs USING (run_id)")
     assert rows and all(r == ("shuffled", "1234", 1234, "shuffled") for r in rows)
 

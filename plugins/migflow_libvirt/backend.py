@@ -304,12 +304,9 @@ class LibvirtBackend(Backend):
                     state, reason = dom.state()
                     seen = Seen(_STATE_NAMES.get(state, "unknown"), bool(dom.isActive()), bool(dom.isPersistent()), _postcopy_failed(state, reason))
                     found[role] = (dom, seen)
-            except libvirt.libvirtError as exc:
-                if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            except (libvirt.libvirtError, HostError) as exc:
+                if isinstance(exc, libvirt.libvirtError) and exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
                     continue  # gone while we looked
-                if unreachable is not None:
-                    unreachable[role] = str(exc)
-            except HostError as exc:
                 if unreachable is not None:
                     unreachable[role] = str(exc)
         return found
