@@ -48,42 +48,51 @@ def test_workflow_migrates_and_records_consistent_statistics(ran, name):
         assert env["client"]["loadavg"] and env["client"]["mem_available_mib"] > 0 and env["migflow"]
         # the workflows ask for 32 MiB/s; a vCPU starved by a busy machine reaches less, and the guest says so
         assert steady == "observed" and after > 0 and 32 * 0.5 <= rate <= 32 * 1.1, rate
-    legs = query(
-        db,
-        """SELECT run_id, leg, mode, status, wall_ms, total_time, setup_time, downtime, job_time_elapsed, job_downtime, stats_source,
-                  wall_before_qemu_ms, wall_qemu_ms, wall_after_qemu_ms, ram_total, ram_transferred, ram_normal, ram_normal_bytes,
-                  ram_page_size, ram_mbps, ram_dirty_sync_count, guest_pause_ms, memory_verified, in_force, stats
-           FROM migrations ORDER BY run_id, leg""",
-    )
+    columns = """run_id, leg, mode, status, wall_ms, total_time, setup_time, downtime, job_time_elapsed, job_downtime, stats_source,
+                 wall_before_qemu_ms, wall_qemu_ms, wall_after_qemu_ms, ram_total, ram_transferred, ram_normal, ram_normal_bytes,
+                 ram_page_size, ram_mbps, ram_dirty_sync_count, guest_pause_ms, memory_verified, in_force, stats"""
+    names = [c.strip() for c in columns.split(",")] + ["missed", "final_after_ms"]
+    rows = query(db, f"SELECT {columns}, extra->>'$.qemu_final_missed', CAST(extra->'$.qemu_final_after_ms' AS DOUBLE) FROM migrations ORDER BY run_id, leg")
+    legs = [dict(zip(names, row, strict=True)) for row in rows]
     assert len(legs) == 4  # two runs, there and back
     sent_by_run: dict = {}
-    for (run_id, leg, mode, status, wall, total, setup, down, job_elapsed, job_down, source, before, during, after, ram_total, sent, normal, normal_bytes,
-         page, mbps, iters, pause, verified, in_force, stats) in legs:  # fmt: skip
-        assert mode == MODE[name] and status == "completed"
-        assert iters >= 1
-        assert page == 4096 and normal_bytes == normal * page
-        assert normal_bytes <= sent <= ram_total * 1.5  # sent bytes include the normal pages, plus headers
-        assert ram_total >= 256 * 2**20 * 0.95  # the guest's RAM
-        # QEMU's own final statistics were caught: total_time is QEMU's, inside libvirt's job clock
-        assert source == "qemu", json.loads(stats)
-        assert 0 <= setup < total <= job_elapsed <= wall + 1, (setup, total, job_elapsed, wall)  # QEMU rounds a short setup to 0 ms
-        assert 0 < down < total and job_down > 0  # QEMU's downtime (stop to completed); libvirt's its own
+    for m in legs:
+        assert m["mode"] == MODE[name] and m["status"] == "completed"
+        assert m["ram_dirty_sync_count"] >= 1
+        assert m["ram_page_size"] == 4096 and m["ram_normal_bytes"] == m["ram_normal"] * 4096
+        assert m["ram_normal_bytes"] <= m["ram_transferred"] <= m["ram_total"] * 1.5  # sent bytes include the normal pages, plus headers
+        assert m["ram_total"] >= 256 * 2**20 * 0.95  # the guest's RAM
+        assert 0 < m["job_time_elapsed"] <= m["wall_ms"] + 1 and m["job_downtime"] > 0  # libvirt's own clock
+        assert m["memory_verified"] is True  # the guest found its whole working set intact on the destination
+        assert json.loads(m["in_force"])["capabilities"]["pause-before-switchover"] is True  # what libvirt applied, read from QEMU
+        assert json.loads(m["stats"])["libvirt"]["memory_processed"] == m["ram_transferred"]  # raw statistics kept
+        [(count, biggest)] = query(db, "SELECT count(*), max(transferred) FROM samples WHERE run_id = ? AND leg = ?", m["run_id"], m["leg"])
+        assert count >= 2 and biggest <= m["ram_transferred"], (count, biggest)
+        sent_by_run.setdefault(m["run_id"], []).append(m["ram_transferred"])
+    # QEMU's own final statistics are read through libvirt in the moment between QEMU's "completed" and
+    # libvirt's confirm.  A client starved of CPU can miss it (a leg in dozens on a loaded 2-core lab):
+    # such a leg says why and leaves QEMU's columns NULL, never filled with libvirt's figures.
+    caught = [m for m in legs if m["stats_source"] == "qemu"]
+    missed = [m for m in legs if m["stats_source"] != "qemu"]
+    assert len(caught) >= 3, [(m["missed"], json.loads(m["stats"])) for m in missed]
+    for m in missed:
+        assert m["stats_source"] == "libvirt" and m["total_time"] is None and m["downtime"] is None and m["missed"], m
+    for m in caught:
+        total, setup, down, wall = m["total_time"], m["setup_time"], m["downtime"], m["wall_ms"]
+        # total_time is QEMU's, inside libvirt's job clock
+        assert 0 <= setup < total <= m["job_time_elapsed"] <= wall + 1, m  # QEMU rounds a short setup to 0 ms
+        assert 0 < down < total  # QEMU's downtime (stop to completed)
         # the wall time's three phases add up, and QEMU's part matches QEMU's own total-time
+        before, during, after = m["wall_before_qemu_ms"], m["wall_qemu_ms"], m["wall_after_qemu_ms"]
         assert before > 0 and during > 0 and after > 0  # libvirt's finish and confirm always follow QEMU's completion
         assert abs(before + during + after - wall) < 2.0, (before, during, after, wall)
         assert abs(during - total) <= max(30.0, 0.05 * total), (during, total)
-        average_mbps = sent * 8 / (total / 1000) / 1e6
-        if mbps > 0:  # 0: QEMU had not measured yet (it updates every 100 ms; a short leg can end first)
-            assert average_mbps <= mbps * 3, (average_mbps, mbps)
-        assert 0 <= pause <= down + 500, (pause, down)  # the guest's own view of the pause
-        assert verified is True  # the guest found its whole working set intact on the destination
-        in_force = json.loads(in_force)
-        assert in_force["capabilities"]["pause-before-switchover"] is True  # what libvirt applied, read from QEMU
-        assert json.loads(stats)["libvirt"]["memory_processed"] == sent  # raw statistics kept
-        samples = query(db, "SELECT count(*), count(DISTINCT kind), max(transferred) FROM samples WHERE run_id = ? AND leg = ?", run_id, leg)
-        assert samples[0][0] >= 2, f"no samples for {run_id} leg {leg}"
-        assert samples[0][2] <= sent
-        sent_by_run.setdefault(run_id, []).append(sent)
+        # QEMU's final reply came after QEMU's migration began and before libvirt's call returned
+        assert -during < m["final_after_ms"] < after, (m["final_after_ms"], during, after)
+        average_mbps = m["ram_transferred"] * 8 / (total / 1000) / 1e6
+        if m["ram_mbps"] > 0:  # 0: QEMU had not measured yet (it updates every 100 ms; a short leg can end first)
+            assert average_mbps <= m["ram_mbps"] * 3, (average_mbps, m["ram_mbps"])
+        assert 0 <= m["guest_pause_ms"] <= down + 500, (m["guest_pause_ms"], down)  # the guest's own view of the pause
     # a steady guest: there and back send the same (at least the working set, within 15%)
     for sent in sent_by_run.values():
         assert min(sent) >= 64 * 2**20 and max(sent) <= min(sent) * 1.15, sent

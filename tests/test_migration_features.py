@@ -125,6 +125,7 @@ def test_the_linux_guest_and_its_disk_move_both_ways(ran, name):
            src_qemu_cpu_ms, src_vcpu_cpu_ms, dst_qemu_cpu_ms, dst_vcpu_cpu_ms""",
     )
     assert len(rows) == 2
+    downtimes = []
     for (status, flags, total, sent, remaining, disk_ok, memory_ok, downtime, pause, probes, lost, before, after,
          src_cpu, src_vcpu, dst_cpu, dst_vcpu) in rows:  # fmt: skip
         assert status == "completed" and FLAGS[name] <= set(flags), (status, flags)
@@ -137,12 +138,17 @@ def test_the_linux_guest_and_its_disk_move_both_ways(ran, name):
         assert 0 <= remaining < 2**20  # libvirt snapshots the mirror jobs before their last sync: a few KiB may show
         # the guest re-read its disk and its memory on the destination: nothing wrong
         assert disk_ok is True and memory_ok is True
-        # probes from outside both hosts were answered before and after; the silence covers QEMU's downtime
+        # probes from outside both hosts were answered before and after
         assert before == "true" and after == "true"
         assert probes > 100 and 0 <= lost < probes / 2, (probes, lost)
-        assert downtime * 0.8 <= pause < 5000, (downtime, pause)
+        assert pause < 5000, pause
+        downtimes.append((downtime, pause))
         # what the migration cost both QEMU processes, vCPU threads included
         assert 0 < src_vcpu <= src_cpu and 0 < dst_vcpu <= dst_cpu, (src_cpu, src_vcpu, dst_cpu, dst_vcpu)
+    # where QEMU's final statistics were caught (a starved client can miss one, see test_libvirt_workflows),
+    # the silence seen from outside covers QEMU's downtime
+    caught = [(downtime, pause) for downtime, pause in downtimes if downtime is not None]
+    assert caught and all(downtime * 0.8 <= pause for downtime, pause in caught), downtimes
     assert left_behind(db) == []  # restore removed the guest ...
     with duckdb.connect(str(db), read_only=True) as con:
         (result,) = con.execute("SELECT result FROM steps WHERE step = 'prepare-domain'").fetchone()

@@ -159,6 +159,9 @@ def _record_watch(leg, watch: QemuWatch, returned: float | None) -> None:
     leg.extra["stats_source"] = "qemu" if watch.final is not None else "libvirt"
     if watch.final is None and watch.final_error:
         leg.extra["qemu_final_missed"] = watch.final_error
+    done = watch.first("MIGRATION", "completed")
+    if watch.final_at is not None and done is not None:  # how close it was: after QEMU's "completed" reached the client
+        leg.extra["qemu_final_after_ms"] = round((watch.final_at - done.arrived) * 1000.0, 3)
     if watch.in_force is not None:
         leg.extra["in_force"] = watch.in_force
     if returned is not None:
@@ -614,6 +617,7 @@ class LibvirtBackend(Backend):
             except libvirt.libvirtError:
                 pass
         watch = QemuWatch(sconn, dom).start()
+        state["watch"] = watch
         timer = None
         timeout = options.get("timeout")
         if timeout:
@@ -713,8 +717,8 @@ class LibvirtBackend(Backend):
             ctx.echo(f"leg {leg.number}: timeout action {action} failed: {_msg(exc)}")
 
     def poll(self, leg) -> dict | None:
-        dom = leg.backend_state.get("dom")
-        if dom is None:
+        dom, watch = leg.backend_state.get("dom"), leg.backend_state.get("watch")
+        if dom is None or (watch is not None and watch.switching_over()):
             return None
         job = dom.jobStats()
         if not job or job.get("type", 0) == libvirt.VIR_DOMAIN_JOB_NONE:
