@@ -137,6 +137,11 @@ def _postcopy_failed(state: int, reason: int) -> bool:
     }
 
 
+def _no_domain(exc: Exception) -> bool:
+    """libvirt says the domain is not (or no longer) there, as opposed to any other failure."""
+    return isinstance(exc, libvirt.libvirtError) and exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN
+
+
 def final_stats(job: dict | None, qemu: dict | None) -> dict | None:
     """A leg's final statistics in QMP shape: QEMU's own ``query-migrate`` when it
     was caught, completed by the QEMU values libvirt passed on (never libvirt's
@@ -286,7 +291,7 @@ class LibvirtBackend(Backend):
         try:
             return conn.lookupByUUIDString(uuid) if uuid else conn.lookupByName(name)
         except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            if _no_domain(exc):
                 return None
             raise
 
@@ -308,7 +313,7 @@ class LibvirtBackend(Backend):
                     seen = Seen(_STATE_NAMES.get(state, "unknown"), bool(dom.isActive()), bool(dom.isPersistent()), _postcopy_failed(state, reason))
                     found[role] = (dom, seen)
             except (libvirt.libvirtError, HostError) as exc:
-                if isinstance(exc, libvirt.libvirtError) and exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                if _no_domain(exc):
                     continue  # gone while we looked
                 if unreachable is not None:
                     unreachable[role] = str(exc)
@@ -854,7 +859,7 @@ class LibvirtBackend(Backend):
                 dom.undefine()
                 done.append(f"undefined on {role}")
         except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+            if not _no_domain(exc):
                 raise
             done.append(f"gone from {role}")
         return done
