@@ -45,3 +45,11 @@ def query(db: str | Path, sql: str, *params: object) -> list[tuple]:
     """Rows of ``sql`` on the results file ``db``, opened read-only as a user's SQL client would."""
     with duckdb.connect(str(db), read_only=True) as con:
         return con.execute(sql, params).fetchall()
+
+
+def query_dicts(db: str | Path, sql: str, *params: object) -> list[dict]:
+    """Like :func:`query`, each row a dict keyed by the result's column names (``AS`` names them)."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        cur = con.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

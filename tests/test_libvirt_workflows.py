@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from cli_runner import migflow, query
+from cli_runner import migflow, query, query_dicts
 
 pytestmark = pytest.mark.lab
 
@@ -48,12 +48,14 @@ def test_workflow_migrates_and_records_consistent_statistics(ran, name):
         assert env["client"]["loadavg"] and env["client"]["mem_available_mib"] > 0 and env["migflow"]
         # the workflows ask for 32 MiB/s; a vCPU starved by a busy machine reaches less, and the guest says so
         assert steady == "observed" and after > 0 and 32 * 0.5 <= rate <= 32 * 1.1, rate
-    columns = """run_id, leg, mode, status, wall_ms, total_time, setup_time, downtime, job_time_elapsed, job_downtime, stats_source,
-                 wall_before_qemu_ms, wall_qemu_ms, wall_after_qemu_ms, ram_total, ram_transferred, ram_normal, ram_normal_bytes,
-                 ram_page_size, ram_mbps, ram_dirty_sync_count, guest_pause_ms, memory_verified, in_force, stats"""
-    names = [c.strip() for c in columns.split(",")] + ["missed", "final_after_ms"]
-    rows = query(db, f"SELECT {columns}, extra->>'$.qemu_final_missed', CAST(extra->'$.qemu_final_after_ms' AS DOUBLE) FROM migrations ORDER BY run_id, leg")
-    legs = [dict(zip(names, row, strict=True)) for row in rows]
+    legs = query_dicts(
+        db,
+        """SELECT run_id, leg, mode, status, wall_ms, total_time, setup_time, downtime, job_time_elapsed, job_downtime, stats_source,
+                  wall_before_qemu_ms, wall_qemu_ms, wall_after_qemu_ms, ram_total, ram_transferred, ram_normal, ram_normal_bytes,
+                  ram_page_size, ram_mbps, ram_dirty_sync_count, guest_pause_ms, memory_verified, in_force, stats,
+                  extra->>'$.qemu_final_missed' AS missed, CAST(extra->'$.qemu_final_after_ms' AS DOUBLE) AS final_after_ms
+           FROM migrations ORDER BY run_id, leg""",
+    )
     assert len(legs) == 4  # two runs, there and back
     sent_by_run: dict = {}
     for m in legs:

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli_runner import migflow, migflow_args, query
+from cli_runner import migflow, migflow_args, query, query_dicts
 
 ROOT = Path(__file__).resolve().parent.parent
 STAT_COLUMNS = (
@@ -425,13 +425,10 @@ def qemu_version() -> str:
 def legs_of(db, *columns):
     """Every leg as a dict (scenario, leg, status, error, the given columns, extra and in_force parsed)."""
     cols = ", ".join(["scenario", "leg", "m.status", "m.error", "m.extra", "m.in_force", "m.stats", *columns])
-    rows = query(db, f"SELECT {cols} FROM migrations m JOIN runs r USING (run_id) ORDER BY r.plan_index, leg")
-    out = []
-    for row in rows:
-        d = dict(zip(["scenario", "leg", "status", "error", "extra", "in_force", "stats", *columns], row, strict=True))
+    out = query_dicts(db, f"SELECT {cols} FROM migrations m JOIN runs r USING (run_id) ORDER BY r.plan_index, leg")
+    for d in out:
         for k in ("extra", "in_force", "stats"):
             d[k] = json.loads(d[k]) if d[k] else {}
-        out.append(d)
     return out
 
 
