@@ -151,3 +151,36 @@ def test_progress_queries_stay_away_during_the_switchover(qemu):
     qemu.set(status="completed", **{"total-time": 5})
     watch.close()
     assert backend.poll(leg)["ram"]["transferred"] == 40 and dom.asked == 2
+
+
+def test_the_last_status_is_qemus_last_word_waiting_a_moment_for_an_end(qemu):
+    watch = QemuWatch(conn=None, dom=None)
+    assert watch.last_status() is None
+    for status in ("setup", "active", "cancelling"):
+        event(watch, "MIGRATION", status)
+    event(watch, "MIGRATION_PASS")
+    started = time.monotonic()
+    assert watch.last_status(wait=0.05) == "cancelling"  # no end within the wait: the last word
+    assert time.monotonic() - started >= 0.05
+    threading.Timer(0.05, event, args=(watch, "MIGRATION", "cancelled")).start()
+    started = time.monotonic()
+    assert watch.last_status(wait=5) == "cancelled"  # an end that trails the call is waited for, not the whole wait
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.parametrize(
+    "message,last_status,said",
+    [
+        ("internal error: qemu unexpectedly closed the monitor: load of migration failed", "cancelled", True),
+        ("operation aborted: job 'migration out' canceled by client", "cancelled", False),  # libvirt said it
+        ("operation failed: job 'migration out' failed: Unable to write to socket", "failed", False),
+        ("Cannot recv data: Connection reset by peer", None, False),
+    ],
+)
+def test_a_cancelled_source_is_said_when_libvirts_words_do_not(message, last_status, said):
+    from migflow_libvirt.backend import with_qemu_last_status
+
+    out = with_qemu_last_status(message, last_status)
+    assert out.startswith(message)
+    assert (out != message) is said
+    assert ("source QEMU's migration was cancelled" in out) is said

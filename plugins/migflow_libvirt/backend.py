@@ -157,10 +157,29 @@ def final_stats(job: dict | None, qemu: dict | None) -> dict | None:
     return out
 
 
+#: how long a failed call waits for the source QEMU to say how its migration ended
+LAST_STATUS_WAIT_S = 1.0
+
+
+def with_qemu_last_status(message: str, last_status: str | None) -> str:
+    """libvirt's error, completed by the source QEMU's own word when libvirt's words do not say it.
+
+    An abort (``virsh domjobabort``) surfaced once on the loaded lab not as
+    libvirt's "canceled by client" but as the destination QEMU's failure to
+    load the stream the abort had cut ("load of migration failed").
+    """
+    if last_status == "cancelled" and "cancel" not in message.lower():
+        return f"{message} (the source QEMU's migration was cancelled: by an abort such as virsh domjobabort, or by libvirt after an error elsewhere)"
+    return message
+
+
 def _record_watch(leg, watch: QemuWatch, returned: float | None) -> None:
     """What the QEMU watch saw, into the leg's measurements."""
     if "offline" in leg.flags:
         return  # no QEMU migration: nothing to watch, no statistics (stats_source stays NULL)
+    last = watch.last_status()
+    if last is not None:
+        leg.extra["qemu_last_status"] = last
     leg.extra["stats_source"] = "qemu" if watch.final is not None else "libvirt"
     if watch.final is None and watch.final_error:
         leg.extra["qemu_final_missed"] = watch.final_error
@@ -639,9 +658,10 @@ class LibvirtBackend(Backend):
                 dom.migrate3(dconn, params, bits)
         except libvirt.libvirtError as exc:
             leg.stop_clock()
+            watch.last_status(wait=LAST_STATUS_WAIT_S)
             watch.close()
             _record_watch(leg, watch, None)
-            message = _msg(exc)
+            message = with_qemu_last_status(_msg(exc), leg.extra.get("qemu_last_status"))
             if state.get("timeout_action"):
                 leg.extra["timeout_action"] = state["timeout_action"]  # the failed leg says which action fired too
                 message = f"timed out after {(timeout or {}).get('seconds', 0):g} s ({state['timeout_action']}): {message}"

@@ -53,6 +53,8 @@ FINAL_WINDOW_S = 3.0
 RETRY_S = 0.002
 #: the MIGRATION states from which the final statistics are asked for
 FINAL = ("device", "completed")
+#: the MIGRATION states in which QEMU's migration has ended
+ENDED = ("completed", "failed", "cancelled")
 
 
 def qmp(dom: Any, command: str, arguments: dict | None = None) -> dict:
@@ -188,6 +190,21 @@ class QemuWatch:
         return self.final is None and self.final_error is None and not self._closed
 
     # -- what was seen ---------------------------------------------------------
+    def last_status(self, wait: float = 0.0) -> str | None:
+        """QEMU's last ``MIGRATION`` status, waiting up to ``wait`` seconds for one that ends the
+        migration (:data:`ENDED`); None when QEMU said nothing.  Call it before :meth:`close`.
+
+        libvirt's client can hand an event over just after the call it preceded
+        has returned, so a failed call waits a moment for QEMU's own word.
+        """
+        deadline = time.monotonic() + wait
+        while True:
+            with self._lock:
+                last = next((e.status for e in reversed(self.events) if e.name == "MIGRATION"), None)
+            if last in ENDED or time.monotonic() >= deadline:
+                return last
+            time.sleep(0.01)
+
     def first(self, name: str, status: str | None = None) -> Event | None:
         with self._lock:
             return next((e for e in self.events if e.name == name and (status is None or e.status == status)), None)
