@@ -191,8 +191,9 @@ class QemuWatch:
 
     # -- what was seen ---------------------------------------------------------
     def last_status(self, wait: float = 0.0) -> str | None:
-        """QEMU's last ``MIGRATION`` status, waiting up to ``wait`` seconds for one that ends the
-        migration (:data:`ENDED`); None when QEMU said nothing.  Call it before :meth:`close`.
+        """QEMU's last ``MIGRATION`` status, waiting up to ``wait`` seconds for one that ends a
+        migration QEMU began (:data:`ENDED`); None at once when QEMU never said it began (libvirt
+        refused the migration first).  Call it before :meth:`close`.
 
         libvirt's client can hand an event over just after the call it preceded
         has returned, so a failed call waits a moment for QEMU's own word.
@@ -201,7 +202,7 @@ class QemuWatch:
         while True:
             with self._lock:
                 last = next((e.status for e in reversed(self.events) if e.name == "MIGRATION"), None)
-            if last in ENDED or time.monotonic() >= deadline:
+            if last is None or last in ENDED or time.monotonic() >= deadline:
                 return last
             time.sleep(0.01)
 
