@@ -658,10 +658,10 @@ class LibvirtBackend(Backend):
                 dom.migrate3(dconn, params, bits)
         except libvirt.libvirtError as exc:
             leg.stop_clock()
-            watch.last_status(wait=LAST_STATUS_WAIT_S)
+            last_status = watch.last_status(wait=LAST_STATUS_WAIT_S)
             watch.close()
             _record_watch(leg, watch, None)
-            message = with_qemu_last_status(_msg(exc), leg.extra.get("qemu_last_status"))
+            message = with_qemu_last_status(_msg(exc), last_status)
             if state.get("timeout_action"):
                 leg.extra["timeout_action"] = state["timeout_action"]  # the failed leg says which action fired too
                 message = f"timed out after {(timeout or {}).get('seconds', 0):g} s ({state['timeout_action']}): {message}"
