@@ -8,6 +8,7 @@ command line; the tests then read the DuckDB file it wrote.
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -53,11 +54,10 @@ def test_workflow_migrates_and_records_consistent_statistics(ran, name):
         """SELECT run_id, leg, mode, status, wall_ms, total_time, setup_time, downtime, job_time_elapsed, job_downtime, stats_source,
                   wall_before_qemu_ms, wall_qemu_ms, wall_after_qemu_ms, ram_total, ram_transferred, ram_normal, ram_normal_bytes,
                   ram_page_size, ram_mbps, ram_dirty_sync_count, guest_pause_ms, memory_verified, in_force, stats,
-                  extra->>'$.qemu_final_missed' AS missed, CAST(extra->'$.qemu_final_after_ms' AS DOUBLE) AS final_after_ms
+                  extra, extra->>'$.qemu_final_missed' AS missed, CAST(extra->'$.qemu_final_after_ms' AS DOUBLE) AS final_after_ms
            FROM migrations ORDER BY run_id, leg""",
     )
     assert len(legs) == 4  # two runs, there and back
-    sent_by_run: dict = {}
     for m in legs:
         assert m["mode"] == MODE[name] and m["status"] == "completed"
         assert m["ram_dirty_sync_count"] >= 1
@@ -70,7 +70,6 @@ def test_workflow_migrates_and_records_consistent_statistics(ran, name):
         assert json.loads(m["stats"])["libvirt"]["memory_processed"] == m["ram_transferred"]  # raw statistics kept
         [(count, biggest)] = query(db, "SELECT count(*), max(transferred) FROM samples WHERE run_id = ? AND leg = ?", m["run_id"], m["leg"])
         assert count >= 2 and biggest <= m["ram_transferred"], (count, biggest)
-        sent_by_run.setdefault(m["run_id"], []).append(m["ram_transferred"])
     # QEMU's own final statistics are read through libvirt in the moment between QEMU's "completed" and
     # libvirt's confirm.  A client starved of CPU can miss it (a leg in dozens on a loaded 2-core lab):
     # such a leg says why and leaves QEMU's columns NULL, never filled with libvirt's figures.
@@ -88,16 +87,30 @@ def test_workflow_migrates_and_records_consistent_statistics(ran, name):
         before, during, after = m["wall_before_qemu_ms"], m["wall_qemu_ms"], m["wall_after_qemu_ms"]
         assert before > 0 and during > 0 and after > 0  # libvirt's finish and confirm always follow QEMU's completion
         assert abs(before + during + after - wall) < 2.0, (before, during, after, wall)
-        assert abs(during - total) <= max(30.0, 0.05 * total), (during, total)
+        # QEMU's own events (its clock) bracket its total-time; the client's part is the time between those two
+        # events' arrival, so it differs from QEMU's only by how late the client heard each (a starved client, more)
+        events = json.loads(m["extra"])["qemu_events"]
+        setup_ev = next(e for e in events if e["event"] == "MIGRATION" and e["status"] == "setup")
+        done_ev = next(e for e in events if e["event"] == "MIGRATION" and e["status"] == "completed")
+        assert abs((done_ev["qemu_time"] - setup_ev["qemu_time"]) * 1000 - total) <= 30.0, (events, total)
+        assert abs(during - (done_ev["arrived_ms"] - setup_ev["arrived_ms"])) < 0.01, (during, events)
         # QEMU's final reply came after QEMU's migration began and before libvirt's call returned
         assert -during < m["final_after_ms"] < after, (m["final_after_ms"], during, after)
         average_mbps = m["ram_transferred"] * 8 / (total / 1000) / 1e6
         if m["ram_mbps"] > 0:  # 0: QEMU had not measured yet (it updates every 100 ms; a short leg can end first)
             assert average_mbps <= m["ram_mbps"] * 3, (average_mbps, m["ram_mbps"])
         assert 0 <= m["guest_pause_ms"] <= down + 500, (m["guest_pause_ms"], down)  # the guest's own view of the pause
-    # a steady guest: there and back send the same (at least the working set, within 15%)
-    for sent in sent_by_run.values():
-        assert min(sent) >= 64 * 2**20 and max(sent) <= min(sent) * 1.15, sent
+    # A steady guest: every leg, the first included, sends its whole working set, and at most that plus what
+    # the guest can dirty while QEMU copies (its rate over QEMU's total time, plus the 20 ms of lag the dirtier
+    # catches up on), plus the guest's own code and tables (128 KiB measured with a 1 MiB working set; 1 MiB
+    # allowed).  How much is dirtied depends on how long the copy takes, so a loaded machine sends more: the
+    # bound follows the leg's own duration rather than comparing there with back.
+    workload = tomllib.loads((ROOT / "workflows" / f"{name}.toml").read_text())["domain"]["create"]["workload"]
+    working_set, rate = workload["working_set_mib"] * 2**20, workload["dirty_rate_mibs"] * 2**20
+    for m in legs:
+        copying_s = (m["total_time"] if m["stats_source"] == "qemu" else m["wall_qemu_ms"]) / 1000
+        budget = working_set + rate * (copying_s + 0.020) + 2**20
+        assert working_set <= m["ram_normal_bytes"] <= budget, (m["ram_normal_bytes"], working_set, budget, copying_s)
     # after each run the domain was back on its source, running (restore found it there before removing it)
     for (result,) in query(db, "SELECT result FROM steps WHERE step = 'restore'"):
         assert json.loads(result)["found"] == {"source": "running"}
