@@ -229,6 +229,36 @@ def test_longest_gap_window():
     assert HeartbeatMonitor("/nonexistent").longest_gap_ms() is None
 
 
+def test_a_late_read_is_not_a_pause():
+    """A read that carries n heartbeats: the guest ran n - 1 periods of the interval before it."""
+    mon = HeartbeatMonitor("/nonexistent")
+    mon._feed(b".", 10.0)
+    mon._feed(b"." * 300, 10.3)  # the reader was held up 300 ms; the guest kept beating
+    mon._feed(b".", 10.301)
+    assert mon.longest_gap_ms(10.0, 10.301) == pytest.approx(1.0)
+    assert mon.guest_pause_ms(10.0, 10.301) == pytest.approx(0.0)
+    # a 200 ms pause, then the reader late by 100 ms: the 100 beats after the pause are not a gap
+    mon._feed(b".", 10.302)
+    mon._feed(b"." * 100, 10.602)
+    assert mon.longest_gap_ms(10.0, 10.602) == pytest.approx(201.0)
+    assert mon.guest_pause_ms(10.0, 10.602) == pytest.approx(200.0)
+    mon._feed(b"..", 10.6025)  # beats closer than the period never make a negative gap
+    mon._feed(b"..", 10.6030)
+    assert mon.longest_gap_ms(10.6021, 10.6026) == pytest.approx(0.0)
+
+
+def test_forgetting_old_heartbeats_keeps_each_read_with_its_count():
+    mon = HeartbeatMonitor("/nonexistent", history_s=2.0)
+    mon._feed(b"." * 50, 0.0)  # forgotten below
+    for k in range(1, 16):
+        mon._feed(b".", k * 0.1)
+    mon._feed(b".", 1.9)  # 400 ms with no heartbeat
+    mon._feed(b"." * 700, 2.6)  # a reader late by 700 ms
+    mon._feed(b"." * 600, 3.2)  # and by 600 ms: now the oldest reads are forgotten
+    assert mon.arrivals()[0] > 1.0
+    assert mon.longest_gap_ms(1.3, 3.2) == pytest.approx(400.0)
+
+
 @needs_gcc
 def test_build_is_cached_and_atomic(tmp_path, monkeypatch):
     monkeypatch.setenv("MIGFLOW_CACHE_DIR", str(tmp_path / "cache"))
