@@ -745,7 +745,10 @@ class LibvirtBackend(Backend):
         dom, watch = leg.backend_state.get("dom"), leg.backend_state.get("watch")
         if dom is None or (watch is not None and watch.switching_over()):
             return None
-        job = dom.jobStats()
+        try:
+            job = dom.jobStats()
+        except libvirt.libvirtError:
+            return None  # the domain left the source (an iteration event can arrive after the leg ended)
         if not job or job.get("type", 0) == libvirt.VIR_DOMAIN_JOB_NONE:
             return None
         return to_qmp(job)
