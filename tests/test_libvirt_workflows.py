@@ -99,7 +99,10 @@ def test_workflow_migrates_and_records_consistent_statistics(ran, name):
         average_mbps = m["ram_transferred"] * 8 / (total / 1000) / 1e6
         if m["ram_mbps"] > 0:  # 0: QEMU had not measured yet (it updates every 100 ms; a short leg can end first)
             assert average_mbps <= m["ram_mbps"] * 3, (average_mbps, m["ram_mbps"])
-        assert 0 <= m["guest_pause_ms"] <= down + 500, (m["guest_pause_ms"], down)  # the guest's own view of the pause
+        # the guest's own view of the pause: it cannot run while QEMU has it stopped (2 ms: its 1 ms heartbeat and
+        # the reads; 313 legs of the lab tests, loaded and not, were 5.8 ms or more above), and on a quiet machine
+        # it is not much longer (a starved vCPU can add hundreds of ms)
+        assert down - 2 <= m["guest_pause_ms"] <= down + 500, (m["guest_pause_ms"], down)
     # A steady guest: every leg, the first included, sends its whole working set, and at most that plus what
     # the guest can dirty while QEMU copies (its rate over QEMU's total time, plus the 20 ms of lag the dirtier
     # catches up on), plus the guest's own code and tables (128 KiB measured with a 1 MiB working set; 1 MiB
