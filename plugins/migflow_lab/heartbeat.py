@@ -168,7 +168,8 @@ class HeartbeatMonitor:
             lo = 0 if t0 is None else bisect_left(times, t0)
             hi = bisect_right(times, t1)
             k0, k1 = max(lo, 1), min(hi, len(times) - 1)
-            ran = [(n - 1) * self.period_ms / 1000.0 for n in self._counts[k0 : k1 + 1]]
+            period_s = self.period_ms / 1000.0
+            ran = [(n - 1) * period_s for n in self._counts[k0 : k1 + 1]]
             best = max(map(sub, map(sub, times[k0 : k1 + 1], times[k0 - 1 : k1]), ran), default=0.0) if k1 >= k0 else 0.0
             best = max(best, 0.0)
             if hi == len(times) and hi > 0:
