@@ -8,7 +8,6 @@ command line; the tests then read the DuckDB file it wrote.
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -39,9 +38,14 @@ def test_workflow_migrates_and_records_consistent_statistics(ran, name):
     db, proc = ran(name)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
-    runs = query(db, "SELECT run_id, status, error, environment, steady_state, steady_after_ms, steady_dirty_rate_mibs FROM runs ORDER BY plan_index")
+    runs = query(
+        db,
+        """SELECT run_id, status, error, environment, steady_state, steady_after_ms, steady_dirty_rate_mibs,
+                  domain->'$.guest.workload' FROM runs ORDER BY plan_index""",
+    )
     assert len(runs) == 2 and all(r[1] == "completed" for r in runs), runs
-    for _run_id, _status, _error, env, steady, after, rate in runs:
+    workloads = {r[0]: json.loads(r[7]) for r in runs}  # the workload each run's guest was given, as recorded
+    for _run_id, _status, _error, env, steady, after, rate, _workload in runs:
         env = json.loads(env)
         hosts = env["hosts"]
         assert hosts["source"]["libvirt"] and hosts["source"]["hypervisor_version"] and hosts["source"]["kernel"] and hosts["source"]["cpu_model"]
@@ -108,9 +112,9 @@ def test_workflow_migrates_and_records_consistent_statistics(ran, name):
     # catches up on), plus the guest's own code and tables (128 KiB measured with a 1 MiB working set; 1 MiB
     # allowed).  How much is dirtied depends on how long the copy takes, so a loaded machine sends more: the
     # bound follows the leg's own duration rather than comparing there with back.
-    workload = tomllib.loads((ROOT / "workflows" / f"{name}.toml").read_text())["domain"]["create"]["workload"]
-    working_set, rate = workload["working_set_mib"] * 2**20, workload["dirty_rate_mibs"] * 2**20
     for m in legs:
+        workload = workloads[m["run_id"]]
+        working_set, rate = workload["working_set_mib"] * 2**20, workload["dirty_rate_mibs"] * 2**20
         copying_s = (m["total_time"] if m["stats_source"] == "qemu" else m["wall_qemu_ms"]) / 1000
         budget = working_set + rate * (copying_s + 0.020) + 2**20
         assert working_set <= m["ram_normal_bytes"] <= budget, (m["ram_normal_bytes"], working_set, budget, copying_s)
